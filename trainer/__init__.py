@@ -1,0 +1,1 @@
+"""ecg-train: the offline side. Records, two-phase training, export, scores."""
