@@ -96,8 +96,10 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 def check_shape(name: str, array: Any, shape: tuple[int | None, ...]) -> Any:
     """Check ``array.shape`` against ``shape`` (None matches any size)."""
     got = getattr(array, "shape", None)
-    if got is None or len(got) != len(shape) or any(
-        want is not None and want != have for want, have in zip(shape, got)
+    if (
+        got is None
+        or len(got) != len(shape)
+        or any(want is not None and want != have for want, have in zip(shape, got))
     ):
         want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
         raise invalid(name, f"an array of shape {want}", got)

@@ -50,7 +50,9 @@ class Chunk:
         check_int("start_sample", self.start_sample, min_value=0)
         check_int("gap_before", self.gap_before, min_value=0)
         if self.lead_off is not None and np.shape(self.lead_off) != (N_LEADS,):
-            raise invalid("lead_off", f"a bool array of shape ({N_LEADS},)", np.shape(self.lead_off))
+            raise invalid(
+                "lead_off", f"a bool array of shape ({N_LEADS},)", np.shape(self.lead_off)
+            )
 
     @property
     def n_samples(self) -> int:

@@ -1,0 +1,264 @@
+"""Preprocessing: the one implementation, used by the edge stream and the trainer.
+
+Signals are (n_leads, n_samples) float arrays in mV. Two streaming stages keep
+their state between chunks, so that feeding a record in one call or in chunks
+of any size gives the same output (to float rounding):
+
+- :class:`Resampler`: polyphase FIR resampling from any rate to 500 Hz, causal.
+- :class:`BandPass`: causal Butterworth band-pass (second-order sections).
+
+:class:`Preprocessor` chains them. After ``n_in`` input samples at ``fs`` it
+has produced :func:`output_length` samples: one per 500 Hz instant up to the
+last input instant. Both stages start as if the signal had been constant at
+its first value before the stream began, so a DC offset gives no start-up
+step. Per frame, :func:`make_frame` zero-pads at the end to 15000 samples and
+:func:`normalize` scales each lead by the statistics of its real samples
+(padding stays exactly 0).
+
+>>> import numpy as np
+>>> pre = Preprocessor(fs_in=250)
+>>> x = np.zeros((12, 1000), dtype=np.float32)
+>>> pre.push(x[:, :300]).shape[1] + pre.push(x[:, 300:]).shape[1] == output_length(1000, 250)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal as sps
+
+from edge.errors import check_int, check_positive, invalid
+
+FS = 500.0  # the rate every model sees
+FRAME_SAMPLES = 15000  # 30 s at 500 Hz
+N_LEADS = 12
+
+
+@dataclass(frozen=True)
+class DspConfig:
+    """Preprocessing parameters; written into every bundle's manifest."""
+
+    fs: float = FS
+    frame_samples: int = FRAME_SAMPLES
+    band_hz: tuple[float, float] = (0.5, 45.0)
+    band_order: int = 3
+    resample_half_taps: int = 10  # filter half-length, in units of max(up, down)
+    resample_kaiser_beta: float = 5.0
+    norm_min_std_mv: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_positive("fs", self.fs)
+        check_int("frame_samples", self.frame_samples, min_value=1)
+        lo, hi = self.band_hz
+        if not 0 < lo < hi < self.fs / 2:
+            raise invalid("band_hz", f"0 < low < high < {self.fs / 2}", self.band_hz)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["band_hz"] = list(self.band_hz)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> DspConfig:
+        d = dict(d)
+        d["band_hz"] = tuple(d["band_hz"])
+        return cls(**d)
+
+
+def _check_chunk(x: np.ndarray, n_leads: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] != n_leads:
+        raise invalid("chunk", f"an array of shape ({n_leads}, n)", getattr(x, "shape", x))
+    return x
+
+
+def ratio(fs_in: float, fs_out: float = FS) -> tuple[int, int]:
+    """Smallest (up, down) with fs_in * up / down == fs_out.
+
+    >>> ratio(257), ratio(360), ratio(1000)
+    ((500, 257), (25, 18), (1, 2))
+    """
+    check_positive("fs", fs_in)
+    r = Fraction(fs_out).limit_denominator(10**6) / Fraction(fs_in).limit_denominator(10**6)
+    if r.numerator > 2000 or r.denominator > 2000:
+        raise invalid("fs", f"a rate with a simple ratio to {fs_out:g} Hz", fs_in)
+    return r.numerator, r.denominator
+
+
+def output_length(n_in: int, fs_in: float, fs_out: float = FS) -> int:
+    """Samples out after ``n_in`` samples in: the fs_out instants in [0, last input instant].
+
+    >>> output_length(5000, 500), output_length(1000, 1000), output_length(3, 250)
+    (5000, 500, 5)
+    """
+    if n_in <= 0:
+        return 0
+    up, down = ratio(fs_in, fs_out)
+    return (n_in - 1) * up // down + 1
+
+
+class Resampler:
+    """Streaming polyphase resampler to ``fs_out``; causal, state kept between chunks.
+
+    Output sample ``m`` (time ``m / fs_out``) is produced as soon as the input
+    sample at or before that instant has arrived. The anti-alias filter is the
+    one ``scipy.signal.resample_poly`` designs (Kaiser window, beta 5).
+    """
+
+    def __init__(
+        self,
+        fs_in: float,
+        fs_out: float = FS,
+        n_leads: int = N_LEADS,
+        half_taps: int = 10,
+        kaiser_beta: float = 5.0,
+    ) -> None:
+        self.fs_in, self.fs_out, self.n_leads = float(fs_in), float(fs_out), n_leads
+        self.up, self.down = ratio(fs_in, fs_out)
+        self.identity = self.up == self.down == 1
+        if not self.identity:
+            m = max(self.up, self.down)
+            h = sps.firwin(2 * half_taps * m + 1, 1.0 / m, window=("kaiser", kaiser_beta))
+            h = h * self.up
+            n_phase = -(-len(h) // self.up)
+            h = np.concatenate([h, np.zeros(n_phase * self.up - len(h))])
+            # phases[p, i] = h[p + i*up]: tap i of phase p multiplies x[j_hi - i].
+            self.phases = h.reshape(n_phase, self.up).T.copy()
+        self.reset()
+
+    def reset(self) -> None:
+        self._n_in = 0
+        self._n_out = 0
+        self._hist: np.ndarray | None = None
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Resample a chunk (n_leads, n) -> (n_leads, k) float64; ``x`` is not modified."""
+        x = _check_chunk(x, self.n_leads)
+        if self.identity:
+            self._n_in += x.shape[1]
+            self._n_out = self._n_in
+            return x.astype(np.float64, copy=True)
+        n_new = x.shape[1]
+        if n_new == 0:
+            return np.zeros((self.n_leads, 0))
+        n_taps = self.phases.shape[1]
+        if self._hist is None:  # as if constant at the first value before the start
+            self._hist = np.repeat(x[:, :1].astype(np.float64), n_taps - 1, axis=1)
+        buf = np.concatenate([self._hist, x.astype(np.float64)], axis=1)
+        g0 = self._n_in - (n_taps - 1)  # global index of buf[:, 0]
+        self._n_in += n_new
+        m_end = output_length(self._n_in, self.fs_in, self.fs_out)
+        m = np.arange(self._n_out, m_end)
+        self._n_out = m_end
+        self._hist = buf[:, -(n_taps - 1) :]
+        if m.size == 0:
+            return np.zeros((self.n_leads, 0))
+        t = m * self.down
+        j_hi, p = t // self.up, t % self.up
+        idx = (j_hi - g0)[:, None] - np.arange(n_taps)[None, :]  # (k, n_taps)
+        win = buf[:, idx]  # (n_leads, k, n_taps)
+        return np.einsum("lkt,kt->lk", win, self.phases[p])
+
+
+class BandPass:
+    """Causal Butterworth band-pass, second-order sections, state kept between chunks."""
+
+    def __init__(
+        self,
+        fs: float = FS,
+        band_hz: tuple[float, float] = (0.5, 45.0),
+        order: int = 3,
+        n_leads: int = N_LEADS,
+    ) -> None:
+        self.n_leads = n_leads
+        self.sos = sps.butter(order, band_hz, btype="bandpass", fs=fs, output="sos")
+        self._zi_unit = sps.sosfilt_zi(self.sos)  # (n_sections, 2), unit step
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi: np.ndarray | None = None
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Filter a chunk (n_leads, n) -> (n_leads, n) float64; ``x`` is not modified."""
+        x = _check_chunk(x, self.n_leads)
+        if x.shape[1] == 0:
+            return np.zeros((self.n_leads, 0))
+        x = x.astype(np.float64)
+        if self._zi is None:  # steady state for a signal constant at its first value
+            self._zi = self._zi_unit[:, None, :] * x[None, :, 0:1]
+        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._zi)
+        return y
+
+
+class Preprocessor:
+    """Resample to 500 Hz, then band-pass: the whole streaming front of the pipeline."""
+
+    def __init__(
+        self, fs_in: float, config: DspConfig | None = None, n_leads: int = N_LEADS
+    ) -> None:
+        self.config = config or DspConfig()
+        self.fs_in = float(check_positive("fs", fs_in))
+        self.resampler = Resampler(
+            fs_in,
+            self.config.fs,
+            n_leads,
+            self.config.resample_half_taps,
+            self.config.resample_kaiser_beta,
+        )
+        self.bandpass = BandPass(
+            self.config.fs, self.config.band_hz, self.config.band_order, n_leads
+        )
+
+    def reset(self) -> None:
+        self.resampler.reset()
+        self.bandpass.reset()
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """(n_leads, n) mV at fs_in -> (n_leads, k) float32 mV at 500 Hz, filtered."""
+        return self.bandpass.push(self.resampler.push(x)).astype(np.float32)
+
+
+def preprocess(x: np.ndarray, fs_in: float, config: DspConfig | None = None) -> np.ndarray:
+    """Whole-record preprocessing: the same code as the stream, in one call."""
+    return Preprocessor(fs_in, config, n_leads=x.shape[0]).push(x)
+
+
+def make_frame(x: np.ndarray, n_samples: int = FRAME_SAMPLES) -> tuple[np.ndarray, int]:
+    """Fit (n_leads, n) into a (n_leads, n_samples) frame: zero-pad at the end.
+
+    Longer input keeps its last ``n_samples`` samples (the most recent, as the
+    edge's ring buffer does). Returns the frame and the number of real samples.
+    """
+    n = x.shape[1]
+    if n >= n_samples:
+        return np.ascontiguousarray(x[:, n - n_samples :], dtype=np.float32), n_samples
+    out = np.zeros((x.shape[0], n_samples), dtype=np.float32)
+    out[:, :n] = x
+    return out, n
+
+
+def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.01) -> np.ndarray:
+    """Standardise each lead by the mean and std of its first ``n_valid`` samples.
+
+    Padding (samples from ``n_valid`` on) stays 0. A lead flatter than
+    ``min_std`` mV is scaled by ``min_std``, not blown up. Returns a new
+    float32 array; ``frame`` is not modified.
+    """
+    n_valid = frame.shape[1] if n_valid is None else n_valid
+    out = np.zeros_like(frame, dtype=np.float32)
+    if n_valid <= 0:
+        return out
+    real = frame[:, :n_valid].astype(np.float64)
+    mean = real.mean(axis=1, keepdims=True)
+    std = np.maximum(real.std(axis=1, keepdims=True), min_std)
+    out[:, :n_valid] = (real - mean) / std
+    return out
+
+
+def frame_for_model(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
+    """Preprocessed 500 Hz samples -> the (n_leads, frame_samples) float32 model input."""
+    config = config or DspConfig()
+    frame, n_valid = make_frame(x, config.frame_samples)
+    return normalize(frame, n_valid, config.norm_min_std_mv)

@@ -1,0 +1,151 @@
+"""edge.dsp: chunking never changes the output; every rate comes out at 500 Hz."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.dsp import (
+    FRAME_SAMPLES,
+    BandPass,
+    DspConfig,
+    Preprocessor,
+    Resampler,
+    frame_for_model,
+    make_frame,
+    normalize,
+    output_length,
+    preprocess,
+)
+from edge.errors import ConfigError
+
+RATES = [250.0, 257.0, 360.0, 500.0, 1000.0]
+
+
+def _signal(fs: float, seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(round(fs * seconds))
+    t = np.arange(n) / fs
+    base = np.sin(2 * np.pi * 1.2 * t) + 0.3 * np.sin(2 * np.pi * 17 * t)
+    x = base[None, :] * rng.uniform(0.2, 2.0, (12, 1)) + rng.normal(0, 0.05, (12, n))
+    return (x + rng.uniform(-1, 1, (12, 1))).astype(np.float32)
+
+
+def _push_chunked(pre, x: np.ndarray, sizes: list[int]) -> np.ndarray:
+    out, i, k = [], 0, 0
+    while i < x.shape[1]:
+        step = sizes[k % len(sizes)]
+        out.append(pre.push(x[:, i : i + step]))
+        i, k = i + step, k + 1
+    return np.concatenate(out, axis=1)
+
+
+class TestChunking:
+    @settings(max_examples=30, deadline=None)
+    @given(
+        fs=st.sampled_from(RATES),
+        sizes=st.lists(st.integers(1, 900), min_size=1, max_size=8),
+    )
+    def test_any_chunking_equals_one_call(self, fs, sizes):
+        x = _signal(fs, 4.0)
+        whole = preprocess(x, fs)
+        chunked = _push_chunked(Preprocessor(fs), x, sizes)
+        assert chunked.shape == whole.shape
+        assert np.max(np.abs(chunked - whole)) < 1e-6
+
+    def test_real_record_in_odd_chunks(self, sample_records):
+        rec = next(r for r in sample_records if r.fs == 1000)
+        whole = preprocess(rec.signal, rec.fs)
+        chunked = _push_chunked(Preprocessor(rec.fs), rec.signal, [1, 7, 333, 4096])
+        assert np.max(np.abs(chunked - whole)) < 1e-6
+
+    def test_empty_chunk_is_harmless(self):
+        x = _signal(360, 2.0)
+        pre = Preprocessor(360)
+        a = pre.push(x[:, :100])
+        assert pre.push(x[:, :0]).shape == (12, 0)
+        b = pre.push(x[:, 100:])
+        assert np.max(np.abs(np.concatenate([a, b], 1) - preprocess(x, 360))) < 1e-6
+
+    def test_input_not_mutated(self):
+        x = _signal(257, 2.0)
+        before = x.copy()
+        preprocess(x, 257)
+        np.testing.assert_array_equal(x, before)
+
+    def test_reset_restores_the_start(self):
+        x = _signal(360, 2.0)
+        pre = Preprocessor(360)
+        first = pre.push(x)
+        pre.push(_signal(360, 1.0, seed=3))
+        pre.reset()
+        np.testing.assert_array_equal(pre.push(x), first)
+
+
+class TestRates:
+    @pytest.mark.parametrize("fs", RATES)
+    @pytest.mark.parametrize("seconds", [0.01, 1.0, 10.0, 12.345])
+    def test_length_at_500hz(self, fs, seconds):
+        x = _signal(fs, seconds)
+        y = preprocess(x, fs)
+        n = x.shape[1]
+        assert y.shape == (12, output_length(n, fs))
+        # one output per 2 ms instant up to the last input instant
+        assert y.shape[1] == int(np.floor((n - 1) / fs * 500 + 1e-9)) + 1
+
+    @pytest.mark.parametrize("fs", RATES)
+    def test_a_sine_keeps_amplitude_and_frequency(self, fs):
+        t = np.arange(int(fs * 8)) / fs
+        x = np.tile(np.sin(2 * np.pi * 5 * t), (12, 1))
+        rs = Resampler(fs)
+        y = rs.push(x)[0]
+        delay = 0 if rs.identity else 10 * max(rs.up, rs.down) / rs.up / fs
+        ref = np.sin(2 * np.pi * 5 * (np.arange(y.size) / 500 - delay))
+        assert np.max(np.abs(y[1000:] - ref[1000:])) < 2e-3
+
+    def test_bad_rate_is_refused(self):
+        with pytest.raises(ConfigError, match="'fs'"):
+            Preprocessor(-500)
+        with pytest.raises(ConfigError, match="simple ratio"):
+            Resampler(499.9991)
+
+
+class TestBandPass:
+    def test_removes_dc_and_wander_keeps_qrs_band(self):
+        fs = 500
+        t = np.arange(fs * 20) / fs
+        x = 3.0 + 0.5 * np.sin(2 * np.pi * 0.05 * t) + np.sin(2 * np.pi * 10 * t)
+        y = BandPass(fs).push(np.tile(x, (12, 1)))[0, fs * 10 :]
+        assert abs(y.mean()) < 0.02  # DC and 0.05 Hz wander gone
+        assert 0.9 < y.std() * np.sqrt(2) < 1.1  # 10 Hz passes
+
+    def test_no_startup_step_for_an_offset(self):
+        y = preprocess(np.full((12, 2000), 5.0, dtype=np.float32), 500)
+        assert np.max(np.abs(y)) < 1e-6
+
+
+class TestFrame:
+    def test_pad_at_end_and_normalise_real_part(self):
+        x = _signal(500, 10.0)
+        frame = frame_for_model(x)
+        assert frame.shape == (12, FRAME_SAMPLES) and frame.dtype == np.float32
+        assert np.all(frame[:, 5000:] == 0)
+        np.testing.assert_allclose(frame[:, :5000].mean(1), 0, atol=1e-5)
+        np.testing.assert_allclose(frame[:, :5000].std(1), 1, atol=1e-4)
+
+    def test_longer_keeps_the_last_samples(self):
+        x = np.arange(20000, dtype=np.float32)[None, :].repeat(12, 0)
+        frame, n = make_frame(x)
+        assert n == FRAME_SAMPLES and frame[0, 0] == 5000 and frame[0, -1] == 19999
+
+    def test_flat_lead_is_not_blown_up(self):
+        frame = normalize(np.zeros((12, 100), dtype=np.float32))
+        assert np.all(frame == 0)
+
+    def test_config_round_trip(self):
+        c = DspConfig()
+        assert DspConfig.from_json(c.to_json()) == c
+        with pytest.raises(ConfigError, match="band_hz"):
+            DspConfig(band_hz=(50.0, 10.0))
