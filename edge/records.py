@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import RecordError
-from edge.sources import LEADS, N_LEADS
+from edge.sources import LEADS
 
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)(?:\(([-+0-9]+)\))?(?:/(\S+))?$")
@@ -284,4 +284,3 @@ def find_records(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]
     return list(dict.fromkeys(out))
 
 
-assert N_LEADS == len(LEADS)

@@ -26,7 +26,7 @@ RATES = [250.0, 257.0, 360.0, 500.0, 1000.0]
 
 def _signal(fs: float, seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    n = int(round(fs * seconds))
+    n = round(fs * seconds)
     t = np.arange(n) / fs
     base = np.sin(2 * np.pi * 1.2 * t) + 0.3 * np.sin(2 * np.pi * 17 * t)
     x = base[None, :] * rng.uniform(0.2, 2.0, (12, 1)) + rng.normal(0, 0.05, (12, n))
