@@ -1,0 +1,337 @@
+"""The publisher: alerts go through a sqlite spool and leave it only on PUBACK.
+
+:meth:`Publisher.publish_alert` commits the alert to the spool and returns; one
+background thread owns the paho client (v2 callback API), connects with
+exponential backoff and jitter, feeds the spool to the broker in order with a
+bounded window of unacknowledged messages, and deletes each row when its PUBACK
+arrives. paho keeps unacknowledged messages in memory and resends them, in
+order, after a reconnect; the spool covers what memory cannot: a killed or
+restarted process. Nothing here blocks the classification loop beyond one
+sqlite commit.
+
+Example::
+
+    pub = Publisher("mqtt://localhost:1883", "bed-12", Path("spool.db"))
+    pub.start()
+    pub.publish_alert(alert)        # durable on return
+    pub.close()                     # flush, status offline, disconnect
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from bridge import topics
+from bridge._conn import describe_failure, make_client, parse_broker_url
+from bridge._spool import Spool
+from bridge.schema import Alert, FrameScores, QualityEvent, StatusMessage, encode
+from edge.errors import check_int, check_positive, invalid
+
+log = logging.getLogger("bridge.publish")
+
+AGENT_VERSION = "0.1.0"
+_TICK_S = 0.02
+
+
+class Publisher:
+    """Publish alerts, quality events, frames and status for one device.
+
+    ``broker_url`` None keeps everything in the spool (sent by a later run that
+    has a broker). ``max_spool`` bounds the spool (see :mod:`bridge._spool` for
+    the policy: quality evicted first, alerts never dropped). ``window`` is the
+    number of messages handed to paho and not yet acknowledged.
+    """
+
+    def __init__(
+        self,
+        broker_url: str | None,
+        device_id: str,
+        spool_path: str | Path,
+        *,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        heartbeat_s: float = 30.0,
+        publish_frames: bool = False,
+        max_spool: int = 100_000,
+        client_id: str | None = None,
+        bundle_sha256: str | None = None,
+        agent_version: str = AGENT_VERSION,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        keepalive_s: int = 30,
+        window: int = 100,
+    ) -> None:
+        self.device_id = topics.check_device_id(device_id)
+        check_positive("heartbeat_s", heartbeat_s)
+        check_int("max_spool", max_spool, min_value=1)
+        check_int("window", window, min_value=1)
+        check_positive("reconnect_min_s", reconnect_min_s)
+        if reconnect_max_s < reconnect_min_s:
+            raise invalid("reconnect_max_s", f"a number >= {reconnect_min_s}", reconnect_max_s)
+        self.heartbeat_s = float(heartbeat_s)
+        self.publish_frames = bool(publish_frames)
+        self.bundle_sha256 = bundle_sha256
+        self.agent_version = agent_version
+        self._backoff = (float(reconnect_min_s), float(reconnect_max_s))
+        self._keepalive = int(keepalive_s)
+        self._window = window
+        # Checked now (status payloads validate the sha256 and version).
+        self._status("online")
+        self.broker = parse_broker_url(broker_url) if broker_url is not None else None
+        self._client: mqtt.Client | None = None
+        if self.broker is not None:
+            self._client = make_client(
+                self.broker,
+                client_id or f"ecg-edge-{self.device_id}",
+                clean_session=True,
+                ca_file=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+            )
+            self._client.max_inflight_messages_set(min(window, 20))
+            self._client.on_connect = self._on_connect
+            self._client.on_disconnect = self._on_disconnect
+            self._client.on_publish = self._on_publish
+        self._spool = Spool(spool_path, max_spool)
+        self._topics = {
+            "alert": topics.alerts_topic(self.device_id),
+            "quality": topics.quality_topic(self.device_id),
+            "status": topics.status_topic(self.device_id),
+            "frame": topics.frames_topic(self.device_id),
+        }
+        self._handed: dict[int, int] = {}  # paho mid -> spool row id
+        self._acked: list[int] = []
+        self._last_id = 0
+        self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._status_mids: set[int] = set()
+        self._last_heartbeat = 0.0
+        self._last_error = ""
+        self._counts = {"sent": 0, "reconnects": 0, "frames_sent": 0, "frames_dropped": 0}
+
+    # ---- the caller's side -------------------------------------------------
+
+    def start(self) -> Publisher:
+        """Start the background sender (idempotent); returns self."""
+        if self._thread is None and self._client is not None:
+            self._thread = threading.Thread(target=self._run, name="ecg-mqtt", daemon=True)
+            self._thread.start()
+        return self
+
+    def publish_alert(self, alert: Alert) -> None:
+        """Commit ``alert`` to the spool (durable on return); it is sent in order."""
+        if not isinstance(alert, Alert):
+            raise invalid("alert", "an Alert", type(alert).__name__)
+        self._check_device(alert.device_id)
+        self._spool.put("alert", self._topics["alert"], encode(alert.to_json()), 1)
+
+    def publish_quality(self, event: QualityEvent) -> None:
+        """Spool a quality event like an alert (but it may be evicted when the spool is full)."""
+        if not isinstance(event, QualityEvent):
+            raise invalid("event", "a QualityEvent", type(event).__name__)
+        self._check_device(event.device_id)
+        self._spool.put("quality", self._topics["quality"], encode(event.to_json()), 1)
+
+    def publish_frame(self, scores: FrameScores) -> None:
+        """Send per-frame scores at QoS 0, best effort; nothing when frames are off."""
+        if not self.publish_frames:
+            return
+        if not isinstance(scores, FrameScores):
+            raise invalid("scores", "a FrameScores", type(scores).__name__)
+        self._check_device(scores.device_id)
+        if len(self._frames) == self._frames.maxlen:
+            self._counts["frames_dropped"] += 1
+        self._frames.append(encode(scores.to_json()))
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the spool is empty; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self._spool) > 0:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._client is None:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """Wait for the broker's CONNACK; False if ``timeout_s`` passed first."""
+        return self._connected.wait(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Flush for up to ``timeout_s``, publish ``offline``, disconnect.
+
+        What is still unacknowledged stays in the spool for the next start.
+        Returns True when the spool was emptied.
+        """
+        emptied = self.flush(timeout_s) if self._connected.is_set() else len(self._spool) == 0
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s + 5)
+            self._thread = None
+        self._spool.close()
+        return emptied
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: sent, pending, reconnects, connected, evicted, over_bound, frames_*."""
+        return {
+            **self._counts,
+            "pending": len(self._spool),
+            "connected": self._connected.is_set(),
+            "evicted": self._spool.evicted,
+            "over_bound": self._spool.over_bound,
+            "last_error": self._last_error,
+        }
+
+    def __enter__(self) -> Publisher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_device(self, device_id: str) -> None:
+        if device_id != self.device_id:
+            raise invalid("device_id", f"this publisher's device {self.device_id!r}", device_id)
+
+    def _status(self, state: str, **extra: Any) -> bytes:
+        msg = StatusMessage(
+            self.device_id,
+            state,
+            bundle_sha256=self.bundle_sha256,
+            agent_version=self.agent_version,
+            extra=extra,
+        )
+        return encode(msg.to_json())
+
+    # ---- the sender thread -------------------------------------------------
+
+    def _run(self) -> None:
+        client = self._client
+        assert client is not None and self.broker is not None
+        attempt = 0
+        open_socket = False
+        first = True
+        while not self._stop.is_set():
+            if not open_socket:
+                if not first:
+                    low, high = self._backoff
+                    delay = min(high, low * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
+                    attempt += 1
+                    if self._stop.wait(delay):
+                        break
+                first = False
+                client.will_set(
+                    self._topics["status"],
+                    self._status("offline", reason="connection lost"),
+                    qos=1,
+                    retain=True,
+                )
+                try:
+                    client.connect(self.broker.host, self.broker.port, keepalive=self._keepalive)
+                except Exception as exc:  # network failures are results, retried
+                    self._note_error(describe_failure(exc))
+                    continue
+                open_socket = True
+            rc = client.loop(timeout=_TICK_S)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                open_socket = False
+                if self._connected.is_set():
+                    self._connected.clear()
+                self._note_error(f"connection lost ({mqtt.error_string(rc)})")
+                continue
+            if self._connected.is_set():
+                attempt = 0
+                self._settle()
+                self._feed(client)
+                self._heartbeat(client)
+        if open_socket:
+            self._goodbye(client)
+
+    def _note_error(self, reason: str) -> None:
+        if reason != self._last_error:
+            log.warning("MQTT %s: %s; retrying with backoff", self.broker, reason)
+        self._last_error = reason
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            self._note_error(f"broker refused the connection: {reason_code}")
+            return
+        if self._counts["sent"] or self._last_error:
+            self._counts["reconnects"] += 1
+        if self._last_error:
+            log.info("MQTT %s: connected again", self.broker)
+        self._last_error = ""
+        self._connected.set()
+        info = client.publish(self._topics["status"], self._status("online"), qos=1, retain=True)
+        self._status_mids.add(info.mid)
+        self._last_heartbeat = time.monotonic()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        self._connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        row = self._handed.pop(mid, None)
+        if row is not None:
+            self._acked.append(row)
+        self._status_mids.discard(mid)
+
+    def _settle(self) -> None:
+        if not self._acked:
+            return
+        acked, self._acked = self._acked, []
+        self._spool.delete(acked)
+        self._counts["sent"] += len(acked)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _feed(self, client: mqtt.Client) -> None:
+        room = self._window - len(self._handed)
+        if room > 0:
+            for row_id, _kind, topic, payload, qos in self._spool.after(self._last_id, room):
+                info = client.publish(topic, payload, qos=qos)
+                self._handed[info.mid] = row_id
+                self._last_id = row_id
+        while self._frames:
+            payload = self._frames.popleft()
+            client.publish(self._topics["frame"], payload, qos=0)
+            self._counts["frames_sent"] += 1
+
+    def _heartbeat(self, client: mqtt.Client) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.heartbeat_s:
+            self._last_heartbeat = now
+            extra = {"sent": self._counts["sent"], "pending": len(self._spool)}
+            client.publish(
+                self._topics["status"], self._status("heartbeat", **extra), qos=1, retain=True
+            )
+
+    def _goodbye(self, client: mqtt.Client) -> None:
+        if self._connected.is_set():
+            info = client.publish(
+                self._topics["status"],
+                self._status("offline", reason="closed"),
+                qos=1,
+                retain=True,
+            )
+            self._status_mids.add(info.mid)
+            deadline = time.monotonic() + 2.0
+            while info.mid in self._status_mids and time.monotonic() < deadline:
+                if client.loop(timeout=_TICK_S) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                self._settle()
+            self._settle()
+        client.disconnect()
+        client.loop(timeout=0.05)
+        self._connected.clear()
