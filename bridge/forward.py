@@ -1,0 +1,351 @@
+"""The forwarder: alerts from the broker to a JSON-lines file, a webhook or a FHIR server.
+
+No loss: each alert is committed to a sqlite outbox *inside* the MQTT message
+callback, so the broker gets its PUBACK only once the alert is on disk; the
+MQTT session is persistent (fixed client id, clean_session False), so alerts
+sent while the forwarder is down wait at the broker. A worker delivers the
+outbox in order, retrying a target that is down with exponential backoff and
+jitter; an alert leaves the outbox only when the target accepted it. The
+outbox also remembers recently delivered ids, so redeliveries are dropped.
+
+Targets: ``jsonl:PATH`` (one alert payload per line, fsynced), ``webhook:URL``
+(POST of the alert JSON, any 2xx accepts), ``fhir:BASE`` (POST of one R4
+Observation per finding to ``BASE/Observation``, conditional on its identifier
+so a retry never creates it twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from bridge import topics
+from bridge._conn import connect_blocking, make_client, parse_broker_url
+from bridge.listen import Listener
+from bridge.schema import Alert, encode
+from edge.errors import EcgEdgeError, PublishError, check_positive
+
+log = logging.getLogger("bridge.forward")
+
+SNOMED = "http://snomed.info/sct"
+ALERT_ID_SYSTEM = "urn:ecg-edge:alert-id"
+DEVICE_SYSTEM = "urn:ecg-edge:device-id"
+KEEP_DELIVERED = 10_000
+
+
+class TargetError(EcgEdgeError):
+    """A target did not accept an alert (down, refused, timed out); it is retried."""
+
+
+class Target(Protocol):
+    """Where alerts go; ``send`` returns when accepted, raises TargetError otherwise."""
+
+    name: str
+
+    def send(self, alert: Alert) -> None: ...
+
+
+class JsonlTarget:
+    """Append each alert payload as one JSON line to ``path`` (flushed and fsynced)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = f"jsonl:{self.path}"
+
+    def send(self, alert: Alert) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as fh:
+                fh.write(encode(alert.to_json()) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise TargetError(f"cannot write {str(self.path)!r}: {exc}") from None
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> int:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        raise TargetError(f"{url} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TargetError(f"{url} unreachable: {reason}") from None
+
+
+class WebhookTarget:
+    """POST the alert payload (``application/json``) to ``url``; 2xx accepts."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.name = f"webhook:{url}"
+        self.timeout_s = timeout_s
+
+    def send(self, alert: Alert) -> None:
+        headers = {"Content-Type": "application/json", "X-Ecg-Alert-Id": alert.alert_id}
+        _post(self.url, alert.to_json(), headers, self.timeout_s)
+
+
+def fhir_observations(alert: Alert) -> list[dict[str, Any]]:
+    """R4 ``Observation`` resources, one per finding of ``alert``.
+
+    ``code`` is the finding as a SNOMED CT coding; ``valueBoolean`` is True at
+    onset and False when cleared; ``effectivePeriod`` is the frame (UTC),
+    ``issued`` the emission time; ``device`` names the device by identifier;
+    score and threshold are components; the identifier is
+    ``urn:ecg-edge:alert-id|<alert_id>-<code>``.
+    """
+    out = []
+    for f in alert.findings:
+        out.append(
+            {
+                "resourceType": "Observation",
+                "identifier": [{"system": ALERT_ID_SYSTEM, "value": f"{alert.alert_id}-{f.code}"}],
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "procedure",
+                                "display": "Procedure",
+                            }
+                        ]
+                    }
+                ],
+                "code": {
+                    "coding": [{"system": SNOMED, "code": f.code, "display": f.name}],
+                    "text": f.abbreviation,
+                },
+                "valueBoolean": alert.event == "onset",
+                "effectivePeriod": {"start": alert.frame.start_utc, "end": alert.frame.end_utc},
+                "issued": alert.emitted_at,
+                "device": {
+                    "identifier": {"system": DEVICE_SYSTEM, "value": alert.device_id},
+                    "display": alert.device_id,
+                },
+                "component": [
+                    {"code": {"text": "score"}, "valueQuantity": {"value": f.score, "unit": "1"}},
+                    {
+                        "code": {"text": "threshold"},
+                        "valueQuantity": {"value": f.threshold, "unit": "1"},
+                    },
+                ],
+                "note": [
+                    {
+                        "text": f"ecg-edge {alert.event}; model bundle sha256 "
+                        f"{alert.bundle_sha256}; latency {alert.latency_ms:.1f} ms"
+                    }
+                ],
+            }
+        )
+    return out
+
+
+class FhirTarget:
+    """POST one Observation per finding to ``<base>/Observation`` (conditional create)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        base = base_url.rstrip("/")
+        self.url = base if base.endswith("/Observation") else base + "/Observation"
+        self.name = f"fhir:{base_url}"
+        self.timeout_s = timeout_s
+
+    def send(self, alert: Alert) -> None:
+        for obs in fhir_observations(alert):
+            ident = obs["identifier"][0]
+            headers = {
+                "Content-Type": "application/fhir+json",
+                "Accept": "application/fhir+json",
+                "If-None-Exist": f"identifier={ident['system']}|{ident['value']}",
+            }
+            _post(self.url, obs, headers, self.timeout_s)
+
+
+def parse_target(spec: str) -> Target:
+    """``jsonl:PATH``, ``webhook:URL`` or ``fhir:URL``."""
+    kind, _, rest = spec.partition(":")
+    if not rest:
+        raise PublishError(
+            f"Invalid value for '--to': expected jsonl:PATH, webhook:URL or fhir:URL, got {spec!r}"
+        )
+    if kind == "jsonl":
+        return JsonlTarget(rest)
+    if kind in ("webhook", "fhir"):
+        if not rest.startswith(("http://", "https://")):
+            raise PublishError(
+                f"Invalid value for '--to': {kind} needs an http(s) URL, got {rest!r}"
+            )
+        return WebhookTarget(rest) if kind == "webhook" else FhirTarget(rest)
+    raise PublishError(
+        f"Invalid value for '--to': expected jsonl:, webhook: or fhir:, got {kind!r}"
+    )
+
+
+class Outbox:
+    """Alerts waiting for the target, in arrival order; remembers delivered ids."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "alert_id TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, delivered REAL)"
+        )
+
+    def put(self, alert: Alert) -> bool:
+        """Store ``alert`` unless its id is known; True when it is new."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (alert_id, payload) VALUES (?, ?)",
+                (alert.alert_id, encode(alert.to_json())),
+            )
+            return cur.rowcount == 1
+
+    def next(self) -> tuple[int, Alert] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, payload FROM outbox WHERE delivered IS NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return row[0], Alert.from_json(json.loads(row[1]))
+
+    def done(self, seq: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE outbox SET delivered = ? WHERE seq = ?", (time.time(), seq))
+            self._db.execute(
+                "DELETE FROM outbox WHERE delivered IS NOT NULL AND seq <= ?",
+                (seq - KEEP_DELIVERED,),
+            )
+
+    def pending(self) -> int:
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
+            ).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Forwarder:
+    """Subscribe to alerts (persistent session) and deliver them to ``target``."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        target: Target,
+        outbox_path: str | Path,
+        *,
+        device: str = "+",
+        client_id: str = "ecg-forward",
+        retry_min_s: float = 0.5,
+        retry_max_s: float = 60.0,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+    ) -> None:
+        topics.check_device_id(device, allow_wildcard=True)
+        check_positive("retry_min_s", retry_min_s)
+        self.target = target
+        self.broker = parse_broker_url(broker_url)
+        self._topic = topics.topic(device, "alerts", allow_wildcard=True)
+        self._retry = (retry_min_s, max(retry_min_s, retry_max_s))
+        self._client = make_client(
+            self.broker,
+            client_id,
+            clean_session=False,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+        )
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self.outbox = Outbox(outbox_path)
+        self.listener = Listener()
+        self.counts = {"received": 0, "delivered": 0, "failures": 0}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
+        if not reason_code.is_failure:
+            client.subscribe(self._topic, qos=1)
+
+    def _on_message(self, client, userdata, msg):  # type: ignore[no-untyped-def]
+        item = self.listener.handle(msg.topic, msg.payload)
+        if item is None or not isinstance(item.message, Alert):
+            return
+        # Committed before this callback returns, i.e. before paho sends the PUBACK.
+        if self.outbox.put(item.message):
+            self.counts["received"] += 1
+            self._wake.set()
+
+    def _deliver(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            nxt = self.outbox.next()
+            if nxt is None:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            seq, alert = nxt
+            try:
+                self.target.send(alert)
+            except TargetError as exc:
+                self.counts["failures"] += 1
+                low, high = self._retry
+                delay = min(high, low * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
+                attempt += 1
+                log.warning("%s: %s; retry in %.1f s", self.target.name, exc, delay)
+                self._stop.wait(delay)
+                continue
+            attempt = 0
+            self.outbox.done(seq)
+            self.counts["delivered"] += 1
+
+    def start(self) -> Forwarder:
+        """Connect (PublishError with the reason if refused) and start delivering."""
+        connect_blocking(self._client, self.broker)
+        self._client.loop_start()
+        self._worker = threading.Thread(target=self._deliver, name="ecg-forward", daemon=True)
+        self._worker.start()
+        return self
+
+    def run(self, *, count: int | None = None, timeout_s: float | None = None) -> None:
+        """Block until ``count`` alerts were delivered, ``timeout_s`` passed, or Ctrl-C."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while count is None or self.counts["delivered"] < count:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        """Disconnect, stop the worker; undelivered alerts stay in the outbox."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=15)
+        self.outbox.close()
