@@ -35,8 +35,9 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 class Collector:
     """A paho subscriber that records (topic, payload) as they arrive."""
 
-    def __init__(self, port: int, topic: str, *, client_id: str | None = None,
-                 persistent: bool = False) -> None:
+    def __init__(
+        self, port: int, topic: str, *, client_id: str | None = None, persistent: bool = False
+    ) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,

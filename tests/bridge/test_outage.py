@@ -22,10 +22,26 @@ class _Feeder:
     def __init__(self, broker: Broker, spool: Path, start: int, count: int) -> None:
         self.last = start - 1
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.testing", "--broker", broker.url, "--spool",
-             str(spool), "--device", "outage-1", "--start", str(start), "--count", str(count),
-             "--interval", "0.01"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "bridge.testing",
+                "--broker",
+                broker.url,
+                "--spool",
+                str(spool),
+                "--device",
+                "outage-1",
+                "--start",
+                str(start),
+                "--count",
+                str(count),
+                "--interval",
+                "0.01",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -49,8 +65,9 @@ class _Feeder:
 @pytest.mark.slow
 class TestOutage:
     def test_nothing_lost(self, own_broker: Broker, tmp_path: Path, collector_factory) -> None:
-        sub = collector_factory(own_broker.port, "ecg/outage-1/alerts", client_id="outage-sub",
-                                persistent=True)
+        sub = collector_factory(
+            own_broker.port, "ecg/outage-1/alerts", client_id="outage-sub", persistent=True
+        )
         spool = tmp_path / "spool.db"
         feeder = _Feeder(own_broker, spool, 0, N)
 

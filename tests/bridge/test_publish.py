@@ -22,7 +22,11 @@ class TestBrokerUrl:
     def test_parse(self) -> None:
         url = parse_broker_url("mqtts://ann:s%40cret@example.org", env={})
         assert (url.host, url.port, url.tls, url.username, url.password) == (
-            "example.org", 8883, True, "ann", "s@cret",
+            "example.org",
+            8883,
+            True,
+            "ann",
+            "s@cret",
         )
         assert "s@cret" not in str(url) and "s@cret" not in repr(url)
         env = {"ECG_MQTT_USERNAME": "bob", "ECG_MQTT_PASSWORD": "pw"}
@@ -84,14 +88,17 @@ class TestPublisher:
             Publisher(None, "a/b", tmp_path / "s.db")
         pub.close()
 
-    def test_broker_down_at_start(self, own_broker: Broker, tmp_path: Path,
-                                  collector_factory) -> None:
+    def test_broker_down_at_start(
+        self, own_broker: Broker, tmp_path: Path, collector_factory
+    ) -> None:
         # A persistent subscriber session exists; then the broker goes down.
-        sub = collector_factory(own_broker.port, "ecg/pub-3/alerts", client_id="sub-3",
-                                persistent=True)
+        sub = collector_factory(
+            own_broker.port, "ecg/pub-3/alerts", client_id="sub-3", persistent=True
+        )
         own_broker.stop()
-        pub = Publisher(own_broker.url, "pub-3", tmp_path / "s.db", reconnect_min_s=0.1,
-                        reconnect_max_s=0.3).start()
+        pub = Publisher(
+            own_broker.url, "pub-3", tmp_path / "s.db", reconnect_min_s=0.1, reconnect_max_s=0.3
+        ).start()
         alerts = [sample_alert("pub-3") for _ in range(20)]
         for a in alerts:
             pub.publish_alert(a)
@@ -103,8 +110,9 @@ class TestPublisher:
         assert sub.wait_for(lambda m: len(m) >= 20, 10)
         assert _ids(sub.messages, "ecg/pub-3/alerts") == [a.alert_id for a in alerts]
 
-    def test_unsent_stay_for_next_start(self, broker: Broker, tmp_path: Path,
-                                        collector_factory) -> None:
+    def test_unsent_stay_for_next_start(
+        self, broker: Broker, tmp_path: Path, collector_factory
+    ) -> None:
         spool = tmp_path / "s.db"
         offline = Publisher(None, "pub-4", spool)
         alerts = [sample_alert("pub-4") for _ in range(5)]
@@ -117,4 +125,3 @@ class TestPublisher:
         pub.close()
         assert sub.wait_for(lambda m: len(m) >= 5, 5)
         assert _ids(sub.messages, "ecg/pub-4/alerts") == [a.alert_id for a in alerts]
-

@@ -109,9 +109,12 @@ def _mutations() -> st.SearchStrategy[bytes]:
 
 class TestListenerFuzz:
     @settings(max_examples=300, deadline=None)
-    @given(raw=_mutations(), topic=st.sampled_from(
-        ["ecg/bed-1/alerts", "ecg/bed-1/status", "ecg/x/alerts", "junk", "ecg/bed-1/frames"]
-    ))
+    @given(
+        raw=_mutations(),
+        topic=st.sampled_from(
+            ["ecg/bed-1/alerts", "ecg/bed-1/status", "ecg/x/alerts", "junk", "ecg/bed-1/frames"]
+        ),
+    )
     def test_never_raises(self, raw: bytes, topic: str) -> None:
         listener = Listener()
         item = listener.handle(topic, raw)

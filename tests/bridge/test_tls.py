@@ -65,8 +65,13 @@ class TestTLS:
         out, err = io.StringIO(), io.StringIO()
         from bridge.cli import app
 
-        argv = ["check", "--broker", f"mqtts://127.0.0.1:{broker.port}", "--ca-file",
-                str(certs["ca"])]
+        argv = [
+            "check",
+            "--broker",
+            f"mqtts://127.0.0.1:{broker.port}",
+            "--ca-file",
+            str(certs["ca"]),
+        ]
         with redirect_stdout(out), redirect_stderr(err):
             assert run_app(app, argv) == 0
         assert "connected" in out.getvalue() and "right-password" not in out.getvalue()
@@ -89,8 +94,15 @@ class TestTLS:
         from bridge.cli import app
 
         err = io.StringIO()
-        argv = ["listen", "--broker", f"mqtts://edge:wrong@127.0.0.1:{broker.port}",
-                "--ca-file", str(certs["ca"]), "--timeout", "1"]
+        argv = [
+            "listen",
+            "--broker",
+            f"mqtts://edge:wrong@127.0.0.1:{broker.port}",
+            "--ca-file",
+            str(certs["ca"]),
+            "--timeout",
+            "1",
+        ]
         with redirect_stderr(err):
             assert run_app(app, argv) == 2
         lines = err.getvalue().strip().splitlines()
