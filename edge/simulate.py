@@ -245,13 +245,17 @@ class SimulatedDevice:
         return True
 
     def _drain(self, timeout: float = 30.0) -> None:
-        """Wait until the reader has taken every byte out of the pty."""
+        """Wait until the reader has taken every byte out of the pty.
+
+        The slave's input count stays 0 for a while before it is trusted:
+        bytes still in the kernel's flip buffer are not counted yet.
+        """
         end = time.monotonic() + timeout
         buf = bytearray(4)
-        while not self._stop.is_set() and time.monotonic() < end:
+        quiet = 0
+        while not self._stop.is_set() and time.monotonic() < end and quiet < 20:
             fcntl.ioctl(self._slave, termios.FIONREAD, buf)
-            if struct.unpack("i", bytes(buf))[0] == 0:
-                return
+            quiet = quiet + 1 if struct.unpack("i", bytes(buf))[0] == 0 else 0
             self._stop.wait(0.01)
 
 
