@@ -1,0 +1,353 @@
+"""The agent: chunks in, events out, through every stage of the stream.
+
+``SampleSource -> Preprocessor -> Framer -> QualityChecker -> Classifier ->
+AlertTracker -> sink (+ bridge Publisher)``. Events are plain dicts with a
+``type`` (``frame``, ``quality``, ``alert``, ``status``), handed to ``sink``
+(the CLI prints them, readable or as JSON lines) and, when a publisher is
+given, sent as the bridge's payloads.
+
+Stream segments: the DSP state and the framer restart at a sequence gap
+(``chunk.gap_before``), at a change of rate (each reported as a quality
+event, never spliced) and at a new record; at the end of a record the partial
+frame is flushed (padded as the trainer pads it) and the alert tracker closes,
+so a replayed record gives exactly the frames of :func:`score_record`.
+
+Latency is measured from ``chunk.received_at`` of the chunk holding the
+frame's last sample to the moment the event is emitted. :meth:`Agent.stop`
+(the CLI calls it on SIGINT/SIGTERM) lets the current chunk finish, then
+flushes the publisher and reports ``offline``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from edge.alerts import AlertEvent, AlertTracker
+from edge.bundle import Bundle
+from edge.classify import Classification, Classifier
+from edge.dsp import Preprocessor, preprocess
+from edge.errors import check_int, check_positive, invalid
+from edge.framer import Frame, Framer, record_frames
+from edge.quality import QualityChecker, QualityConfig, QualityReport
+from edge.records import Record
+from edge.sources import N_LEADS, Chunk, SampleSource
+
+Event = dict[str, Any]
+_BATCH = 16
+
+
+def score_record(
+    classifier: Classifier, record: Record, hop_samples: int = 5000
+) -> list[tuple[Frame, np.ndarray]]:
+    """Every frame of a whole record and its (K,) scores: the reference the stream must equal.
+
+    The trainer's evaluation calls this; the agent's streamed frames of a
+    replayed record are the same frames (same DSP from the record's start,
+    same schedule, same partial frame at the end).
+    """
+    cfg = classifier.bundle.manifest.dsp
+    x = preprocess(record.signal, record.fs, cfg)
+    frames = record_frames(x, hop_samples, cfg.frame_samples)
+    out: list[tuple[Frame, np.ndarray]] = []
+    for i in range(0, len(frames), _BATCH):
+        part = frames[i : i + _BATCH]
+        scores = classifier.scores(np.stack([f.model_input(cfg) for f in part]))
+        out.extend(zip(part, scores))
+    return out
+
+
+def hop_samples_for(hop_s: float, fs: float = 500.0, frame_samples: int = 15000) -> int:
+    """``--hop-s`` in seconds -> samples at the model rate; at most one frame long."""
+    check_positive("hop_s", hop_s)
+    hop = round(hop_s * fs)
+    if not 1 <= hop <= frame_samples:
+        raise invalid("hop_s", f"a number of seconds in (0, {frame_samples / fs:g}]", hop_s)
+    return hop
+
+
+@dataclass
+class AgentSummary:
+    """What a run did: counters and the records played."""
+
+    frames: int = 0
+    quality_failures: int = 0
+    alerts: int = 0
+    gaps: int = 0
+    records: list[str] = field(default_factory=list)
+    standing: tuple[str, ...] = ()
+    seconds: float = 0.0
+    stopped: bool = False
+
+
+def _utc(t: float) -> str:
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class Agent:
+    """Run a :class:`SampleSource` through the stream; emit events to ``sink`` and ``publisher``.
+
+    ``bundle``: a loaded :class:`~edge.bundle.Bundle`; ``hop_s``: seconds of
+    new signal between frames; ``confirm``: consecutive positive frames before
+    an onset; ``sink``: called with each event dict; ``publisher``: a
+    :class:`bridge.publish.Publisher` (already started) or None.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        precision: str = "int8",
+        threads: int = 1,
+        hop_s: float = 10.0,
+        confirm: int = 1,
+        device_id: str = "edge-1",
+        publisher: Any | None = None,
+        sink: Callable[[Event], None] | None = None,
+        quality: QualityConfig | None = None,
+        classifier: Classifier | None = None,
+    ) -> None:
+        from bridge.topics import check_device_id
+
+        self.bundle = bundle
+        self.config = bundle.manifest.dsp
+        self.hop = hop_samples_for(hop_s, self.config.fs, self.config.frame_samples)
+        self.confirm = check_int("confirm", confirm, min_value=1)
+        self.device_id = check_device_id(device_id)
+        self.classifier = classifier or Classifier(bundle, precision, threads)
+        self.quality = QualityChecker(quality)
+        m = bundle.manifest
+        self.classes = {c.code: c for c in m.classes}
+        self.tracker = AlertTracker(m.codes, m.normal_code, confirm)
+        self.publisher = publisher
+        self.sink = sink or (lambda event: None)
+        self._stop = threading.Event()
+        self._source: SampleSource | None = None
+        self.summary = AgentSummary()
+        self._pre: Preprocessor | None = None
+        self._framer = Framer(self.hop, self.config.frame_samples)
+        self._raw_framer = Framer(self.hop, self.config.frame_samples)
+        self._fs: float | None = None
+        self._record: str | None = None
+        self._next_in = 0  # expected start_sample of the next chunk
+        self._lead_off = np.zeros(N_LEADS, dtype=bool)
+
+    # ---------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish after the current chunk (safe from a signal handler)."""
+        self._stop.set()
+        if self._source is not None:
+            self._source.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, source: SampleSource) -> AgentSummary:
+        """Consume ``source`` until it ends or :meth:`stop`; return the summary."""
+        self._source = source
+        t0 = time.monotonic()
+        self._status("online")
+        try:
+            for chunk in source.chunks():
+                self.process(chunk)
+                if self._stop.is_set():
+                    break
+            else:
+                self.end_segment()
+        finally:
+            source.close()
+            self.summary.stopped = self._stop.is_set()
+            self.summary.standing = self.tracker.close()
+            self.summary.seconds = time.monotonic() - t0
+            self._status("offline")
+        return self.summary
+
+    # ------------------------------------------------------------------ steps
+
+    def process(self, chunk: Chunk) -> None:
+        """Push one chunk through the stream, emitting what it completes."""
+        new_record = chunk.record != self._record
+        if new_record:
+            self.end_segment()
+            self._record = chunk.record
+            if chunk.record is not None:
+                self.summary.records.append(chunk.record)
+        gap = chunk.gap_before
+        if not new_record and self._pre is not None and chunk.start_sample > self._next_in:
+            gap = max(gap, chunk.start_sample - self._next_in)
+        if self._pre is None or (self._fs is not None and chunk.fs != self._fs) or gap > 0:
+            self._new_segment(chunk, gap)
+        self._next_in = chunk.start_sample + chunk.n_samples
+        if chunk.lead_off is not None:
+            self._lead_off |= np.asarray(chunk.lead_off, dtype=bool)
+        raw = self._pre.resampler.push(chunk.samples)
+        filtered = self._pre.bandpass.push(raw).astype(np.float32)
+        frames = self._framer.push(filtered)
+        raws = self._raw_framer.push(raw.astype(np.float32))
+        self._frames(frames, raws, chunk)
+        if chunk.end_of_record:
+            self.end_segment(chunk)
+
+    def end_segment(self, last: Chunk | None = None) -> None:
+        """Flush the partial frame of the current segment; at a record's end, close alerts."""
+        if self._pre is not None and last is not None:
+            self._frames(self._framer.flush(), self._raw_framer.flush(), last)
+        self._pre = None
+        if last is not None or self._record is not None:
+            self.tracker.close()
+
+    def _new_segment(self, chunk: Chunk, gap: int) -> None:
+        old_fs = self._fs
+        start500 = round(chunk.start_sample * self.config.fs / chunk.fs)
+        if self._pre is not None:
+            reason = (
+                f"sample rate changed from {old_fs:g} to {chunk.fs:g} Hz"
+                if old_fs is not None and chunk.fs != old_fs
+                else f"gap of {gap} samples ({gap / chunk.fs:.3f} s) before sample "
+                f"{chunk.start_sample}: stream restarted"
+            )
+            self.summary.gaps += 1
+            end500 = max(start500, self._framer.next_sample + 1)
+            begin = min(self._framer.next_sample, end500 - 1)
+            self._quality_event(begin, end500, (reason,), (), chunk.received_at, chunk.record)
+        self._pre = Preprocessor(chunk.fs, self.config)
+        self._fs = chunk.fs
+        self._framer.reset(start500)
+        self._raw_framer.reset(start500)
+        self._lead_off[:] = False
+
+    def _frames(self, frames: list[Frame], raws: list[Frame], chunk: Chunk) -> None:
+        for frame, raw in zip(frames, raws):
+            report = self.quality.check(frame, self._lead_off, raw.samples)
+            if not report.ok:
+                self.summary.quality_failures += 1
+                self.tracker.skip(frame)
+                self._quality_event(
+                    frame.start_sample,
+                    frame.end_sample,
+                    report.reasons,
+                    report.bad_leads,
+                    chunk.received_at,
+                    chunk.record,
+                )
+                continue
+            c = self.classifier.classify(frame.model_input(self.config))
+            self.summary.frames += 1
+            self._frame_event(frame, c, chunk)
+            for ev in self.tracker.update(c, frame):
+                self._alert_event(ev, report, chunk)
+        if frames:
+            self._lead_off[:] = False
+
+    # ----------------------------------------------------------------- events
+
+    def _span(self, start: int, end: int, received_at: float) -> dict[str, Any]:
+        wall_end = time.time() - (time.monotonic() - received_at)
+        fs = self.config.fs
+        return {
+            "start_sample": int(start),
+            "end_sample": int(end),
+            "start_utc": _utc(wall_end - (end - start) / fs),
+            "end_utc": _utc(wall_end),
+            "fs": float(fs),
+        }
+
+    @staticmethod
+    def _latency_ms(received_at: float) -> float:
+        return round(max(0.0, time.monotonic() - received_at) * 1000.0, 3)
+
+    def _emit(self, event: Event, payload: Any = None, kind: str | None = None) -> None:
+        self.sink(event)
+        if self.publisher is not None and payload is not None:
+            getattr(self.publisher, f"publish_{kind}")(payload)
+
+    def _frame_event(self, frame: Frame, c: Classification, chunk: Chunk) -> None:
+        event: Event = {
+            "type": "frame",
+            "record": chunk.record,
+            "start_sample": frame.start_sample,
+            "end_sample": frame.end_sample,
+            "fs": self.config.fs,
+            "n_valid": frame.n_valid,
+            "scores": c.scores_by_code(),
+            "positives": list(c.positive_codes()),
+            "latency_ms": self._latency_ms(chunk.received_at),
+        }
+        payload = None
+        if self.publisher is not None:
+            from bridge.schema import FrameScores
+
+            payload = FrameScores(
+                device_id=self.device_id,
+                frame=self._span(frame.start_sample, frame.end_sample, chunk.received_at),
+                scores=event["scores"],
+                positives=tuple(event["positives"]),
+                record=chunk.record,
+            )
+        self._emit(event, payload, "frame")
+
+    def _quality_event(
+        self,
+        start: int,
+        end: int,
+        reasons: Iterable[str],
+        bad_leads: Iterable[str],
+        received_at: float,
+        record: str | None,
+    ) -> None:
+        from bridge.schema import Quality, QualityEvent
+
+        q = QualityEvent(
+            device_id=self.device_id,
+            frame=self._span(start, end, received_at),
+            quality=Quality(False, tuple(reasons), tuple(bad_leads)),
+            record=record,
+        )
+        self._emit({"type": "quality", **q.to_json()}, q, "quality")
+
+    def _alert_event(self, ev: AlertEvent, report: QualityReport, chunk: Chunk) -> None:
+        from bridge.schema import Alert, Finding, Quality
+
+        findings = []
+        for code, score, thr in zip(ev.codes, ev.scores, ev.thresholds):
+            info = self.classes[code]
+            findings.append(Finding(code, info.abbreviation, info.name, score, thr))
+        f = ev.frame
+        alert = Alert(
+            device_id=self.device_id,
+            event=ev.event,
+            findings=tuple(findings),
+            frame=self._span(f.start_sample, f.end_sample, chunk.received_at),
+            quality=Quality(report.ok, report.reasons, report.bad_leads),
+            bundle_sha256=self.bundle.sha256,
+            latency_ms=self._latency_ms(chunk.received_at),
+            record=chunk.record,
+        )
+        self.summary.alerts += 1
+        self._emit({"type": "alert", **alert.to_json()}, alert, "alert")
+
+    def _status(self, state: str) -> None:
+        from bridge.schema import StatusMessage
+
+        s = self.summary
+        extra = {"frames": s.frames, "quality_failures": s.quality_failures, "alerts": s.alerts}
+        if state == "offline":
+            extra.update(
+                gaps=s.gaps,
+                records=len(s.records),
+                standing=list(s.standing),
+                seconds=round(s.seconds, 3),
+            )
+        msg = StatusMessage(
+            device_id=self.device_id, state=state, bundle_sha256=self.bundle.sha256, extra=extra
+        )
+        self.sink({"type": "status", **msg.to_json()})

@@ -1,0 +1,342 @@
+"""The ``ecg-edge`` command line: replay, run, simulate-device, info.
+
+``replay`` and ``run`` print one readable line per frame and a highlighted
+line per alert (ANSI colours only on a terminal), or with ``--json`` one JSON
+object per line (``{"type": "frame"|"alert"|"quality"|"status", ...}``) and
+nothing else on stdout; notices go to stderr. SIGINT/SIGTERM stop cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edge._cli import entry_point
+from edge.errors import check_choice, invalid
+
+app = typer.Typer(
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    help="Streaming 12-lead ECG monitor: replay WFDB records or read a serial device, "
+    "classify 30-s frames, publish alerts over MQTT.",
+)
+
+_BUNDLE = typer.Option(None, "--bundle", help="Model bundle folder or archive (default: shipped).")
+_PRECISION = typer.Option("int8", "--precision", help="Extractor precision: int8 or fp32.")
+_THREADS = typer.Option(1, "--threads", help="onnxruntime intra-op threads.")
+_HOP = typer.Option(10.0, "--hop-s", help="Seconds of new signal between frames (<= 30).")
+_CONFIRM = typer.Option(1, "--confirm", help="Consecutive positive frames before an onset.")
+_JSON = typer.Option(False, "--json", help="One JSON object per line on stdout, nothing else.")
+_BROKER = typer.Option(None, "--broker", help="MQTT broker URL (mqtt://host:1883, mqtts://...).")
+_DEVICE_ID = typer.Option("edge-1", "--device-id", help="Device id in MQTT topics and payloads.")
+_SPOOL = typer.Option(
+    None, "--spool", help="Alert spool (sqlite); default ~/.cache/ecg-edge/<device-id>.db."
+)
+_CA = typer.Option(None, "--ca-file", help="CA certificate for mqtts://.")
+_CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.")
+_KEY = typer.Option(None, "--key-file", help="Client key for mqtts://.")
+_FRAMES = typer.Option(False, "--publish-frames", help="Also publish per-frame scores (QoS 0).")
+
+
+def parse_speed(speed: str | float | None) -> float | None:
+    """``--speed``: a positive factor of real time, or "max" (None) for as fast as possible.
+
+    >>> parse_speed("10"), parse_speed("max")
+    (10.0, None)
+    """
+    if speed is None or str(speed).strip().lower() in ("max", "inf"):
+        return None
+    try:
+        value = float(speed)
+    except ValueError:
+        raise invalid("speed", "a positive number or 'max'", speed) from None
+    if not value > 0 or value == float("inf"):
+        raise invalid("speed", "a positive number or 'max'", speed)
+    return value
+
+
+# ------------------------------------------------------------------ output
+
+
+class _Style:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.tty else text
+
+
+def _seconds(sample: int, fs: float) -> str:
+    s = sample / fs
+    return f"{int(s // 60)}:{s % 60:05.2f}"
+
+
+def json_sink(out=None) -> Callable[[dict], None]:
+    """Events as JSON lines on ``out`` (stdout)."""
+
+    def sink(event: dict) -> None:
+        stream = out or sys.stdout
+        stream.write(json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n")
+        stream.flush()
+
+    return sink
+
+
+def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
+    """Events as readable lines: one per frame, a highlighted one per alert."""
+    stream = out or sys.stdout
+    style = _Style(hasattr(stream, "isatty") and stream.isatty())
+
+    def sink(event: dict) -> None:
+        kind = event["type"]
+        if kind == "frame":
+            fs = event["fs"]
+            span = f"{_seconds(event['start_sample'], fs)}-{_seconds(event['end_sample'], fs)}"
+            pos = [classes[c].abbreviation for c in event["positives"] if c in classes]
+            top = sorted(event["scores"].items(), key=lambda kv: -kv[1])[:3]
+            tops = " ".join(f"{classes[c].abbreviation}={s:+.2f}" for c, s in top)
+            line = (
+                f"{event['record'] or '':<10} {span:>17}  "
+                f"{'+'.join(pos) or '-':<16} top {tops}  {event['latency_ms']:.1f} ms"
+            )
+        elif kind == "alert":
+            what = ", ".join(
+                f"{f['abbreviation']} ({f['name']}, score {f['score']:.2f} >= {f['threshold']:.2f})"
+                for f in event["findings"]
+            )
+            fr = event["frame"]
+            span = (
+                f"{_seconds(fr['start_sample'], fr['fs'])}-{_seconds(fr['end_sample'], fr['fs'])}"
+            )
+            label = "ALERT ONSET  " if event["event"] == "onset" else "ALERT CLEARED"
+            color = "1;31" if event["event"] == "onset" else "1;32"
+            line = style(
+                f">>> {label} {what}  [{event['record'] or event['device_id']} {span}, "
+                f"latency {event['latency_ms']:.1f} ms]",
+                color,
+            )
+        elif kind == "quality":
+            fr = event["frame"]
+            span = (
+                f"{_seconds(fr['start_sample'], fr['fs'])}-{_seconds(fr['end_sample'], fr['fs'])}"
+            )
+            reasons = "; ".join(event["quality"]["reasons"])
+            line = style(
+                f"{event['record'] or '':<10} {span:>17}  quality: {reasons} (not diagnosed)",
+                "33",
+            )
+        else:
+            extra = event.get("extra", {})
+            line = f"status {event['state']}: " + ", ".join(f"{k}={v}" for k, v in extra.items())
+            line = style(line, "2")
+        stream.write(line + "\n")
+        stream.flush()
+
+    return sink
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def _open_bundle(bundle: Path | None):
+    from edge.bundle import load_bundle
+
+    return load_bundle(bundle)
+
+
+def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle):
+    if broker is None:
+        return None
+    from bridge.publish import Publisher
+
+    spool = spool or Path.home() / ".cache" / "ecg-edge" / f"{device_id}.db"
+    Path(spool).parent.mkdir(parents=True, exist_ok=True)
+    return Publisher(
+        broker,
+        device_id,
+        spool,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        publish_frames=frames,
+        bundle_sha256=bundle.sha256,
+    ).start()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
+    from edge.agent import Agent
+
+    classes = {c.code: c for c in bundle.manifest.classes}
+    sink = json_sink() if as_json else console_sink(classes)
+    try:
+        agent = Agent(bundle, publisher=publisher, sink=sink, **agent_kw)
+    except BaseException:
+        source.close()
+        if publisher is not None:
+            publisher.close()
+        raise
+
+    def on_signal(signum, frame) -> None:  # the current chunk finishes, then the run ends
+        agent.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = agent.run(source)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if publisher is not None and not publisher.close(timeout_s=10.0):
+            _stderr("warning: some alerts are still in the spool; they go out on the next run")
+    if not as_json:
+        _stderr(
+            f"{summary.frames} frames, {summary.quality_failures} failed quality, "
+            f"{summary.alerts} alerts, {len(summary.records)} record(s) in {summary.seconds:.1f} s"
+        )
+    return 0
+
+
+@app.command()
+def replay(
+    paths: list[Path] = typer.Argument(..., help="WFDB records (.hea/.mat/name) or folders."),
+    bundle: Path | None = _BUNDLE,
+    speed: str = typer.Option("1", "--speed", help="1 = real time, 10 = 10x faster, 'max'."),
+    loop: bool = typer.Option(False, "--loop", help="Play the records again and again."),
+    precision: str = _PRECISION,
+    threads: int = _THREADS,
+    hop_s: float = _HOP,
+    confirm: int = _CONFIRM,
+    as_json: bool = _JSON,
+    broker: str | None = _BROKER,
+    device_id: str = _DEVICE_ID,
+    spool: Path | None = _SPOOL,
+    ca_file: Path | None = _CA,
+    cert_file: Path | None = _CERT,
+    key_file: Path | None = _KEY,
+    publish_frames: bool = _FRAMES,
+) -> None:
+    """Play WFDB records as a live stream through the monitor."""
+    from edge.replay import ReplaySource
+
+    check_choice("precision", precision, ("int8", "fp32"))
+    pace = parse_speed(speed)
+    b = _open_bundle(bundle)
+    source = ReplaySource(paths, speed=pace, loop=loop)
+    pub = _publisher(broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b)
+    code = _run_agent(
+        source,
+        b,
+        as_json=as_json,
+        publisher=pub,
+        precision=precision,
+        threads=threads,
+        hop_s=hop_s,
+        confirm=confirm,
+        device_id=device_id,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    device: str = typer.Option(..., "--device", help="Serial port (/dev/ttyUSB0, a pty, URL)."),
+    baud: int = typer.Option(921600, "--baud", help="Serial baud rate."),
+    protocol: str = typer.Option("binary", "--protocol", help="binary (packets) or csv."),
+    fs: float = typer.Option(500.0, "--fs", help="The device's sample rate in Hz."),
+    lsb_uv: float = typer.Option(1.0, "--lsb-uv", help="Microvolts per LSB."),
+    bundle: Path | None = _BUNDLE,
+    precision: str = _PRECISION,
+    threads: int = _THREADS,
+    hop_s: float = _HOP,
+    confirm: int = _CONFIRM,
+    as_json: bool = _JSON,
+    broker: str | None = _BROKER,
+    device_id: str = _DEVICE_ID,
+    spool: Path | None = _SPOOL,
+    ca_file: Path | None = _CA,
+    cert_file: Path | None = _CERT,
+    key_file: Path | None = _KEY,
+    publish_frames: bool = _FRAMES,
+) -> None:
+    """Monitor a serial ECG device."""
+    from edge.serial_source import SerialSource
+
+    check_choice("precision", precision, ("int8", "fp32"))
+    b = _open_bundle(bundle)
+    source = SerialSource(device, baud=baud, protocol=protocol, fs=fs, lsb_uv=lsb_uv, log=_stderr)
+    pub = _publisher(broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b)
+    code = _run_agent(
+        source,
+        b,
+        as_json=as_json,
+        publisher=pub,
+        precision=precision,
+        threads=threads,
+        hop_s=hop_s,
+        confirm=confirm,
+        device_id=device_id,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("simulate-device")
+def simulate_device(
+    record: Path = typer.Argument(..., help="The WFDB record to play."),
+    protocol: str = typer.Option("binary", "--protocol", help="binary (packets) or csv."),
+    speed: str = typer.Option("1", "--speed", help="1 = real time, 10 = 10x faster, 'max'."),
+    loop: bool = typer.Option(False, "--loop", help="Play the record again and again."),
+    lsb_uv: float = typer.Option(1.0, "--lsb-uv", help="Microvolts per LSB."),
+) -> None:
+    """Play a record into a pseudo-terminal as a serial ECG device; prints the port first."""
+    from edge.simulate import simulate_device_main
+
+    raise typer.Exit(simulate_device_main(record, protocol, parse_speed(speed), loop, lsb_uv))
+
+
+@app.command()
+def info(
+    bundle: Path | None = typer.Argument(None, help="Bundle folder or archive (default: shipped)."),
+    as_json: bool = typer.Option(False, "--json", help="The manifest as JSON."),
+) -> None:
+    """Print a bundle's manifest: model, classes, preprocessing, validation figures."""
+    b = _open_bundle(bundle)
+    m = b.manifest
+    if as_json:
+        print(json.dumps({"path": str(b.path), "sha256": b.sha256, **m.to_json()}, indent=2))
+        return
+    print(f"bundle     {b.path}")
+    print(f"sha256     {b.sha256}")
+    print(f"model      {m.model} ({m.n_features} features), created {m.created_utc}")
+    d = m.dsp
+    print(
+        f"dsp        {d.fs:g} Hz, frames of {d.frame_samples} samples, "
+        f"band-pass {d.band_hz[0]:g}-{d.band_hz[1]:g} Hz (order {d.band_order})"
+    )
+    thr = dict(zip(b.head.codes, b.head.thresholds))
+    print(f"classes    {len(m.classes)} (normal: {m.normal_code}, never alerted)")
+    for c in m.classes:
+        print(f"  {c.code:>10}  {c.abbreviation:<8} thr {thr[c.code]:+.3f}  {c.name}")
+    for title, section in (("training", m.training), ("validation", m.validation)):
+        if section:
+            print(title)
+            for k, v in section.items():
+                shown = f"{v:.4f}" if isinstance(v, float) else json.dumps(v)
+                if len(shown) > 100:
+                    shown = shown[:97] + "..."
+                print(f"  {k:<24} {shown}")
+
+
+main = entry_point(app)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Signal quality before diagnosis: a frame with a bad lead is reported, not classified.
+
+Each lead of a frame is checked for
+
+- **lead off**: the front end's lead-off bits (any chunk of the frame's last hop);
+- **flat line**: too many 1-s windows whose raw peak-to-peak is under ``flat_ptp_mv``;
+- **clipping**: too many samples sitting on the lead's extreme value (a plateau at the rail);
+- **noise**: the robust std of the sample-to-sample difference of the filtered
+  signal, relative to the lead's robust range (white noise of std s gives about
+  0.3, a clean ECG about 0.01-0.05);
+- **baseline wander**: the peak-to-peak of the 1-s medians of the raw signal,
+  in mV (what the band-pass removes, but beyond ``wander_max_mv`` it means an
+  electrode moving, not a patient's baseline).
+
+"Raw" is the 500 Hz resampled signal before the band-pass (the agent keeps it
+beside the filtered frame); without it the raw checks fall back on the
+filtered samples. A frame fails when more than ``max_bad_leads`` leads are bad
+(default 0: one bad lead fails the frame, since every class is read from all
+twelve). Thresholds were checked on the 14 records of ``edge/samples``: none
+of their frames fails (see ``tests/edge/test_quality.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edge.errors import check_int, check_positive, invalid
+from edge.framer import Frame
+from edge.sources import LEADS, N_LEADS
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Quality thresholds (signals in mV at 500 Hz)."""
+
+    fs: float = 500.0
+    window_s: float = 1.0  # window of the flat-line and wander checks
+    flat_ptp_mv: float = 0.01  # a 1-s window with less peak-to-peak than this is flat
+    flat_max_fraction: float = 0.5  # a lead is flat when more of its windows are flat
+    clip_tol_mv: float = 0.001  # a sample this close to the lead's max (or min) is "at the rail"
+    clip_max_fraction: float = 0.05  # a lead is clipped when more of its samples are at a rail
+    noise_max_ratio: float = 0.15  # robust std of diff / robust range of the filtered lead
+    wander_max_mv: float = 8.0  # peak-to-peak of the raw 1-s medians
+    max_bad_leads: int = 0  # a frame fails with more bad leads than this
+    min_samples: int = 250  # shorter frames are not judged (too little to say), they pass
+
+    def __post_init__(self) -> None:
+        for name in ("fs", "window_s", "flat_ptp_mv", "clip_tol_mv", "noise_max_ratio"):
+            check_positive(name, getattr(self, name))
+        check_positive("wander_max_mv", self.wander_max_mv)
+        for name in ("flat_max_fraction", "clip_max_fraction"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise invalid(name, "a fraction in (0, 1]", v)
+        check_int("max_bad_leads", self.max_bad_leads, min_value=0)
+        check_int("min_samples", self.min_samples, min_value=1)
+
+
+@dataclass(frozen=True)
+class LeadStats:
+    """What the checks measured on one lead."""
+
+    flat_fraction: float
+    clip_fraction: float
+    noise_ratio: float
+    wander_mv: float
+    lead_off: bool
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """The verdict on one frame: ``ok``, readable ``reasons``, ``bad_leads`` and per-lead stats."""
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    bad_leads: tuple[str, ...] = ()
+    stats: tuple[LeadStats, ...] = field(default=(), compare=False)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reasons": list(self.reasons),
+            "bad_leads": list(self.bad_leads),
+            "stats": {lead: asdict(s) for lead, s in zip(LEADS, self.stats)},
+        }
+
+
+_PROBLEMS = ("lead off", "flat line", "clipping", "excessive noise", "baseline wander")
+
+
+class QualityChecker:
+    """Judge frames; stateless, so ``reset()`` has nothing to forget."""
+
+    def __init__(self, config: QualityConfig | None = None) -> None:
+        self.config = config or QualityConfig()
+
+    def reset(self) -> None:
+        """Nothing to forget: each frame is judged on its own."""
+
+    def check(
+        self, frame: Frame, lead_off: np.ndarray | None = None, raw: np.ndarray | None = None
+    ) -> QualityReport:
+        """Judge ``frame`` (filtered samples); ``raw`` is the same span before the band-pass."""
+        x = frame.samples
+        if x.ndim != 2 or x.shape[0] != N_LEADS:
+            raise invalid("frame.samples", f"an array of shape ({N_LEADS}, n)", x.shape)
+        if raw is None:
+            raw = x
+        elif raw.shape != x.shape:
+            raise invalid("raw", f"an array of shape {x.shape}", raw.shape)
+        off = np.zeros(N_LEADS, bool) if lead_off is None else np.asarray(lead_off, bool).copy()
+        if off.shape != (N_LEADS,):
+            raise invalid("lead_off", f"a bool array of shape ({N_LEADS},)", off.shape)
+        c = self.config
+        n = x.shape[1]
+        if n < c.min_samples:
+            stats = tuple(LeadStats(0.0, 0.0, 0.0, 0.0, bool(o)) for o in off)
+            return self._verdict([off] + [np.zeros(N_LEADS, bool)] * 4, stats)
+        x64 = x.astype(np.float64)
+        r64 = raw.astype(np.float64)
+        win = max(1, round(c.window_s * c.fs))
+        n_win = max(1, n // win)
+        rw = r64[:, : n_win * win].reshape(N_LEADS, n_win, -1) if n >= win else r64[:, None, :]
+        flat_fraction = (np.ptp(rw, axis=2) < c.flat_ptp_mv).mean(axis=1)
+        wander = np.ptp(np.median(rw, axis=2), axis=1)
+        hi, lo = r64.max(axis=1, keepdims=True), r64.min(axis=1, keepdims=True)
+        at_rail = (r64 >= hi - c.clip_tol_mv) | (r64 <= lo + c.clip_tol_mv)
+        spread = (hi - lo)[:, 0]
+        clip_fraction = np.where(spread > c.flat_ptp_mv, at_rail.mean(axis=1), 0.0)
+        d = np.diff(x64, axis=1)
+        mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) * 1.4826
+        p1, p99 = np.percentile(x64, [1, 99], axis=1)
+        noise_ratio = mad / np.maximum(p99 - p1, c.flat_ptp_mv)
+        flat = flat_fraction > c.flat_max_fraction
+        masks = [
+            off,
+            flat & ~off,
+            (clip_fraction > c.clip_max_fraction) & ~off & ~flat,
+            (noise_ratio > c.noise_max_ratio) & ~off & ~flat,
+            (wander > c.wander_max_mv) & ~off & ~flat,
+        ]
+        stats = tuple(
+            LeadStats(
+                float(flat_fraction[i]),
+                float(clip_fraction[i]),
+                float(noise_ratio[i]),
+                float(wander[i]),
+                bool(off[i]),
+            )
+            for i in range(N_LEADS)
+        )
+        return self._verdict(masks, stats)
+
+    def _verdict(self, masks: list[np.ndarray], stats: tuple[LeadStats, ...]) -> QualityReport:
+        bad = np.any(masks, axis=0)
+        reasons = tuple(
+            f"{problem} on {', '.join(LEADS[i] for i in np.flatnonzero(m))}"
+            for problem, m in zip(_PROBLEMS, masks)
+            if m.any()
+        )
+        bad_leads = tuple(LEADS[i] for i in np.flatnonzero(bad))
+        ok = len(bad_leads) <= self.config.max_bad_leads
+        return QualityReport(ok, reasons, bad_leads, stats)
