@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +48,18 @@ def build_tiny_bundle(out: Path, seed: int = 0, thresholds: np.ndarray | None = 
     work = out.parent / (out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     fp32 = work / "extractor.fp32.onnx"
-    torch.onnx.export(
-        net,
-        (torch.zeros(1, 12, 15000),),
-        str(fp32),
-        input_names=["frames"],
-        output_names=["features"],
-        dynamic_axes={"frames": {0: "batch"}, "features": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 12, 15000),),
+            str(fp32),
+            input_names=["frames"],
+            output_names=["features"],
+            dynamic_axes={"frames": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     int8 = work / "extractor.onnx"
     shutil.copyfile(fp32, int8)
     rng = np.random.default_rng(seed)
@@ -109,3 +112,41 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None):
         timeout=timeout,
         env=full_env,
     )
+
+
+@pytest.fixture(scope="session")
+def parity_bundle(request, agent_bundle) -> Path:
+    """The lead's trained ``tiny_bundle`` when the session has it, else ``agent_bundle``."""
+    try:
+        return Path(request.getfixturevalue("tiny_bundle"))
+    except pytest.FixtureLookupError:
+        return agent_bundle
+
+
+def one_record_per_database(root: Path) -> list[Path]:
+    """The first readable record (header path) of every database folder under ``root``."""
+    from edge.errors import RecordError
+    from edge.records import find_records, read_record
+
+    out = []
+    for db in sorted(p for p in root.iterdir() if p.is_dir()):
+        for h in find_records([db]):
+            try:
+                read_record(h)
+            except RecordError:
+                continue
+            out.append(h)
+            break
+    return out
+
+
+def json_lines(stdout: str) -> list[dict]:
+    """Parse ``--json`` output: every line must be one JSON object with a ``type``."""
+    import json
+
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert all(isinstance(e, dict) and e["type"] in TYPES for e in events)
+    return events
+
+
+TYPES = {"frame", "alert", "quality", "status"}
