@@ -66,7 +66,7 @@ class Publisher:
         bundle_sha256: str | None = None,
         agent_version: str = AGENT_VERSION,
         reconnect_min_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
+        reconnect_max_s: float = 5.0,
         keepalive_s: int = 30,
         window: int = 100,
     ) -> None:
@@ -147,6 +147,9 @@ class Publisher:
     def publish_frame(self, scores: FrameScores) -> None:
         """Send per-frame scores at QoS 0, best effort; nothing when frames are off."""
         if not self.publish_frames:
+            return
+        if not self._connected.is_set():  # QoS 0: a frame is worth nothing later
+            self._counts["frames_dropped"] += 1
             return
         if not isinstance(scores, FrameScores):
             raise invalid("scores", "a FrameScores", type(scores).__name__)
