@@ -5,9 +5,11 @@ Each lead of a frame is checked for
 - **lead off**: the front end's lead-off bits (any chunk of the frame's last hop);
 - **flat line**: too many 1-s windows whose raw peak-to-peak is under ``flat_ptp_mv``;
 - **clipping**: too many samples sitting on the lead's extreme value (a plateau at the rail);
-- **noise**: the robust std of the sample-to-sample difference of the filtered
-  signal, relative to the lead's robust range (white noise of std s gives about
-  0.3, a clean ECG about 0.01-0.05);
+- **noise**: the robust std of the sample-to-sample difference of the raw
+  signal (broadband noise: muscle, a loose contact), relative to the robust
+  range (1st to 99th percentile) of the filtered lead; the 494 Challenge
+  records reach 0.16 (JS20015, a noisy 0.23-mV aVL), most stay under 0.08;
+  white noise of std 0.3 mV on a 1.2-mV QRS gives 0.3;
 - **baseline wander**: the peak-to-peak of the 1-s medians of the raw signal,
   in mV (what the band-pass removes, but beyond ``wander_max_mv`` it means an
   electrode moving, not a patient's baseline).
@@ -17,7 +19,10 @@ beside the filtered frame); without it the raw checks fall back on the
 filtered samples. A frame fails when more than ``max_bad_leads`` leads are bad
 (default 0: one bad lead fails the frame, since every class is read from all
 twelve). Thresholds were checked on the 14 records of ``edge/samples``: none
-of their frames fails (see ``tests/edge/test_quality.py``).
+of their frames fails (see ``tests/edge/test_quality.py``). Of the 494 records
+of ``shared/data/challenge2020`` 6 fail, each for a real defect: all-zero
+precordial leads (JS20004, JS20008, JS45542, JS45544, JS45551) and a V4
+saturated at 3.711 mV on 7 % of its samples (A0083).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class QualityConfig:
     flat_max_fraction: float = 0.5  # a lead is flat when more of its windows are flat
     clip_tol_mv: float = 0.001  # a sample this close to the lead's max (or min) is "at the rail"
     clip_max_fraction: float = 0.05  # a lead is clipped when more of its samples are at a rail
-    noise_max_ratio: float = 0.15  # robust std of diff / robust range of the filtered lead
+    noise_max_ratio: float = 0.2  # robust std of raw diff / robust range of the filtered lead
     wander_max_mv: float = 8.0  # peak-to-peak of the raw 1-s medians
     max_bad_leads: int = 0  # a frame fails with more bad leads than this
     min_samples: int = 250  # shorter frames are not judged (too little to say), they pass
@@ -129,7 +134,7 @@ class QualityChecker:
         at_rail = (r64 >= hi - c.clip_tol_mv) | (r64 <= lo + c.clip_tol_mv)
         spread = (hi - lo)[:, 0]
         clip_fraction = np.where(spread > c.flat_ptp_mv, at_rail.mean(axis=1), 0.0)
-        d = np.diff(x64, axis=1)
+        d = np.diff(r64, axis=1)
         mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) * 1.4826
         p1, p99 = np.percentile(x64, [1, 99], axis=1)
         noise_ratio = mad / np.maximum(p99 - p1, c.flat_ptp_mv)
