@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -140,8 +141,8 @@ def parse(raw: bytes | str | dict[str, Any]) -> Alert | StatusMessage | QualityE
 
 
 def _float(value: Any) -> Any:
-    # ints are numbers too; bools are not. NaN/inf cannot travel as JSON.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    # ints and numpy scalars are numbers too; bools are not. NaN/inf cannot travel as JSON.
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = float(value)
         if not math.isfinite(value):
             raise PayloadError(f"Invalid value: expected a finite number, got {value}")
@@ -195,6 +196,10 @@ class FrameSpan:
 
     def __post_init__(self) -> None:
         _set(self, "fs", _float(self.fs))
+        for name in ("start_sample", "end_sample"):  # numpy integers become int
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                _set(self, name, int(value))
         _check(self.to_json(), "frame", "alert", "frame")
         if self.end_sample <= self.start_sample:
             raise PayloadError(

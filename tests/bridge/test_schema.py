@@ -75,6 +75,15 @@ class TestPayloads:
         with pytest.raises(PayloadError, match="event"):
             Alert("bed-1", "maybe", sample_alert().findings, SPAN, Quality(True), "0" * 64, 1.0)
 
+    def test_numpy_scalars_become_python_numbers(self) -> None:
+        np = pytest.importorskip("numpy")
+        f = Finding("164889003", "AF", "atrial fibrillation", np.float32(1.5), np.float64(0.1))
+        span = FrameSpan(
+            np.int64(0), np.int64(15000), SPAN.start_utc, SPAN.end_utc, np.float32(500)
+        )
+        assert type(f.score) is float and type(span.end_sample) is int
+        encode(f.to_json())
+
     def test_unknown_schema(self) -> None:
         with pytest.raises(PayloadError, match="schema"):
             validate({"schema": "ecg-edge/alert/2"})
