@@ -41,8 +41,17 @@ class TestReplay:
 
     def test_sigterm_stops_cleanly(self, samples_dir, agent_bundle):
         proc = subprocess.Popen(
-            [*CLI, "replay", str(samples_dir), "--speed", "max", "--loop", "--json"]
-            + ["--bundle", str(agent_bundle)],
+            [
+                *CLI,
+                "replay",
+                str(samples_dir),
+                "--speed",
+                "max",
+                "--loop",
+                "--json",
+                "--bundle",
+                str(agent_bundle),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
