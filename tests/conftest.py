@@ -30,3 +30,34 @@ def sample_records(samples_dir):
     from edge.records import find_records, read_record
 
     return [read_record(h) for h in find_records([samples_dir])]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, samples_dir) -> Path:
+    """A bundle trained in seconds by the real trainer on the 14 sample records.
+
+    Model 1 (the small CNN), 2 epochs, 2 inner folds: a plumbing model, not a
+    good one. Int8 and fp32 extractors, SVM heads, manifest: all real.
+    """
+    import numpy as np
+
+    from trainer.data import load_cache, scan
+    from trainer.fit import TrainConfig
+    from trainer.pipeline import fit_bundle
+
+    root = tmp_path_factory.mktemp("tiny_bundle")
+    rep = scan([samples_dir])
+    items, signals = load_cache(rep, cache_dir=root / "cache", workers=1)
+    cfg = TrainConfig(model="cnn", epochs=2, seed=0, threads=2)
+    fit_bundle(
+        items,
+        signals,
+        np.arange(len(items)),
+        cfg,
+        root / "bundle",
+        root / "work",
+        rep.summary(),
+        inner_folds=2,
+        log=lambda *_: None,
+    )
+    return root / "bundle"

@@ -75,3 +75,116 @@ def score(
             json_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise ScoringError(f"{json_path}: cannot be written ({exc.strerror})") from None
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _train_config(
+    model: str, epochs: int, device: str, seed: int, batch_size: int, patience: int, threads: int
+):
+    from trainer.fit import TrainConfig
+
+    return TrainConfig(
+        model=model,
+        epochs=epochs,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        patience=patience,
+        threads=threads,
+    )
+
+
+@app.command()
+def fit(
+    data: list[Path] = typer.Argument(..., help="Folders or records of WFDB training data."),
+    model: str = typer.Option("resnet", "--model", help="cnn (Model 1) or resnet (Model 2)."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    folds: int = typer.Option(
+        5, "--folds", min=2, help="Inner folds: one for early stopping, all for C and thresholds."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    patience: int = typer.Option(8, "--patience", min=1),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: default)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Checkpoints and logs (default OUT/../OUT.work)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Use only the first N records (tests)."),
+) -> None:
+    """Train a bundle: phase 1 extractor, int8 export, phase 2 SVMs (see DESIGN.md)."""
+    import numpy as np
+
+    from trainer.data import load_cache, scan, tqdm_progress
+    from trainer.pipeline import fit_bundle
+
+    cfg = _train_config(model, epochs, device, seed, batch_size, patience, threads)
+    from trainer.fit import pick_device
+
+    pick_device(cfg.device)  # fail early on --device cuda without CUDA
+    rep = scan(data)
+    if limit:
+        rep.items = rep.items[:limit]
+    _log(rep.describe())
+    items, signals = load_cache(rep, progress=tqdm_progress("caching"))
+    if len(items) < folds:
+        raise ScoringError(f"only {len(items)} usable records: too few to train with {folds} folds")
+    work = workdir or out.parent / (out.name + ".work")
+    fit_bundle(
+        items,
+        signals,
+        np.arange(len(items)),
+        cfg,
+        out,
+        work,
+        rep.summary(),
+        inner_folds=folds,
+        resume=resume,
+        log=_log,
+    )
+
+
+@app.command()
+def evaluate(
+    bundle: Path = typer.Argument(..., help="Bundle folder or archive."),
+    data: list[Path] = typer.Argument(..., help="Folders or records to score."),
+    precision: str = typer.Option("int8", "--precision", help="int8, fp32 or both."),
+    outputs: Path | None = typer.Option(None, "--outputs", help="Write Challenge output files."),
+    report: Path | None = typer.Option(None, "--report", help="Write a Markdown report + PNGs."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
+) -> None:
+    """Score records through a bundle exactly as the edge does; print the seven figures."""
+    from trainer.evaluate import evaluate as run
+
+    run(bundle, data, precision, outputs, report, json_path, log=_log)
+
+
+@app.command()
+def crossval(
+    data: list[Path] = typer.Argument(..., help="Folders or records of WFDB data."),
+    model: str = typer.Option("resnet", "--model"),
+    out: Path = typer.Option(..., "--out", help="Folder for per-fold bundles and results."),
+    folds: int = typer.Option(5, "--folds", min=2),
+    by_source: bool = typer.Option(
+        False, "--by-source", help="Leave one source (hospital) out instead of k-fold."
+    ),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+    patience: int = typer.Option(8, "--patience", min=1),
+    threads: int = typer.Option(0, "--threads", min=0),
+) -> None:
+    """Cross-validated figures of both heads at both precisions (results.json, results.md)."""
+    from trainer.crossval import crossval as run
+
+    cfg = _train_config(model, epochs, device, seed, 32, patience, threads)
+    run(data, cfg, out, folds, by_source, log=_log)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,6 @@ import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ class ScoredClass:
 
 
 def _scoring_dir() -> Path:
-    return Path(str(resources.files("trainer") / "scoring"))
+    return Path(__file__).parent / "scoring"
 
 
 def canonical_code(code: str) -> str:

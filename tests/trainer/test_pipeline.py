@@ -1,0 +1,152 @@
+"""The trainer end to end on real records: phase 1, export, int8, phase 2, bundle, evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from edge.bundle import load_bundle
+from edge.classify import Classifier
+from edge.errors import BundleError, EcgEdgeError
+from trainer.fit import TrainConfig, load_checkpoint, pick_device
+from trainer.pipeline import edge_frames
+
+ECG_TRAIN = [sys.executable, "-m", "trainer.cli"]
+
+
+def _run(*args, **kw):
+    return subprocess.run(
+        [*ECG_TRAIN, *map(str, args)], capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+class TestTinyBundle:
+    def test_onnx_agrees_with_torch(self, tiny_bundle, samples_dir):
+        from trainer.data import scan
+
+        bundle = load_bundle(tiny_bundle)
+        model = load_checkpoint(tiny_bundle.parent / "work" / "best.pt")
+        rf = edge_frames(scan([samples_dir]).items[:6])
+        with torch.no_grad():
+            ref = model.features(torch.from_numpy(rf.frames)).numpy()
+        fp32 = Classifier(bundle, "fp32").features(rf.frames)
+        int8 = Classifier(bundle, "int8").features(rf.frames)
+        assert np.max(np.abs(fp32 - ref)) < 1e-4 * max(1.0, np.abs(ref).max())
+        cos = (int8 * ref).sum(1) / (np.linalg.norm(int8, axis=1) * np.linalg.norm(ref, axis=1))
+        assert cos.min() > 0.98
+        s_ref = bundle.head.scores(ref)
+        s_fp32 = bundle.head.scores(fp32)
+        np.testing.assert_allclose(s_fp32, s_ref, atol=1e-3)
+
+    def test_manifest_says_what_it_is(self, tiny_bundle):
+        m = load_bundle(tiny_bundle).manifest
+        assert m.model == "cnn" and len(m.classes) == 24
+        assert m.training["data"]["n_records"] == 14
+        assert m.training["quantization"]["format"] == "QDQ"
+        skipped = m.training["phase2"]["skipped_classes"]
+        assert "426627000" in skipped  # no Brady record among the samples: said, skipped
+        head = load_bundle(tiny_bundle).head
+        j = m.codes.index("426627000")
+        assert np.all(head.W[j] == 0) and head.b[j] < head.thresholds[j]
+
+    def test_altered_or_missing_file_is_refused(self, tiny_bundle, tmp_path):
+        copy = tmp_path / "b"
+        shutil.copytree(tiny_bundle, copy)
+        with open(copy / "head.npz", "ab") as fh:
+            fh.write(b"\0")
+        with pytest.raises(BundleError, match="head.npz .* was altered"):
+            load_bundle(copy)
+        (copy / "extractor.onnx").unlink()
+        with pytest.raises(BundleError, match="missing extractor.onnx"):
+            load_bundle(copy)
+
+    def test_archive_loads(self, tiny_bundle, tmp_path):
+        arc = tmp_path / "b.tar.gz"
+        with tarfile.open(arc, "w:gz") as tf:
+            tf.add(tiny_bundle, arcname="bundle")
+        assert load_bundle(arc).sha256 == load_bundle(tiny_bundle).sha256
+
+
+class TestEvaluateCli:
+    def test_outputs_json_and_report(self, tiny_bundle, samples_dir, tmp_path):
+        r = _run(
+            "evaluate",
+            tiny_bundle,
+            samples_dir,
+            "--precision",
+            "both",
+            "--outputs",
+            tmp_path / "out",
+            "--json",
+            tmp_path / "e.json",
+            "--report",
+            tmp_path / "rep",
+        )
+        assert r.returncode == 0, r.stderr
+        figs = json.loads((tmp_path / "e.json").read_text())
+        assert set(figs) == {"int8", "fp32"}
+        assert set(figs["int8"]) == {
+            "auroc",
+            "auprc",
+            "accuracy",
+            "f_measure",
+            "f_beta",
+            "g_beta",
+            "challenge_metric",
+        }
+        assert len(list((tmp_path / "out" / "int8").glob("*.csv"))) == 14
+        # the scorer reads what evaluate wrote and gets the same figures
+        s = _run("score", samples_dir, tmp_path / "out" / "int8", "--json", tmp_path / "s.json")
+        assert s.returncode == 0, s.stderr
+        again = json.loads((tmp_path / "s.json").read_text())
+        for k, v in figs["int8"].items():
+            assert again[k] == pytest.approx(v, abs=1e-6), k
+        assert (tmp_path / "rep" / "report.md").read_text().count("|") > 100
+        assert (tmp_path / "rep" / "curves_int8.png").stat().st_size > 1000
+
+    def test_bad_bundle_is_one_line(self, samples_dir, tmp_path):
+        r = _run("evaluate", tmp_path / "nope", samples_dir)
+        assert r.returncode == 2
+        assert r.stderr.startswith("error: bundle") and "Traceback" not in r.stderr
+
+
+class TestFitCli:
+    def test_no_usable_records(self, tmp_path):
+        (tmp_path / "x.hea").write_text("x 12 500 5000\n")
+        r = _run("fit", tmp_path, "--out", tmp_path / "b", "--epochs", "1")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "usable records" in r.stderr
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+    def test_cuda_without_cuda(self, samples_dir, tmp_path):
+        with pytest.raises(EcgEdgeError, match="no CUDA"):
+            pick_device("cuda")
+        r = _run("fit", samples_dir, "--out", tmp_path / "b", "--device", "cuda")
+        assert r.returncode == 2 and "no CUDA device" in r.stderr
+
+    @pytest.mark.slow
+    def test_resume_and_repeatable(self, samples_dir, tmp_path):
+        from trainer.data import load_cache, scan
+        from trainer.fit import train_extractor
+
+        rep = scan([samples_dir])
+        items, signals = load_cache(rep, cache_dir=tmp_path / "c", workers=1)
+        labels = np.array([it.labels for it in items])
+        tr, va = np.arange(10), np.arange(10, 14)
+        cfg = TrainConfig(model="cnn", epochs=3, threads=1)
+        quiet = {"log": lambda *_: None}
+        a = train_extractor(signals, labels, tr, va, cfg, tmp_path / "a", **quiet)
+        b = train_extractor(signals, labels, tr, va, cfg, tmp_path / "b", **quiet)
+        assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+        # interrupted after 2 epochs, then resumed: the same 3 epochs as straight through
+        c = train_extractor(signals, labels, tr, va, cfg, tmp_path / "c", stop_after=2, **quiet)
+        assert len(c.history) == 2
+        d = train_extractor(signals, labels, tr, va, cfg, tmp_path / "c", resume=True, **quiet)
+        assert [r["loss"] for r in d.history] == pytest.approx([r["loss"] for r in a.history])

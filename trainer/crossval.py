@@ -1,0 +1,138 @@
+"""Cross-validated figures: k-fold by record, or leave one source (hospital) out.
+
+For every split the whole method runs on the training part (phase 1, export,
+int8, phase 2) and the held-out part is scored as the edge scores it, with
+both heads (the linear SVMs and phase 1's own sigmoid head) at both
+precisions. Figures are computed on the pooled held-out predictions, and per
+fold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.bundle import Bundle
+from trainer.data import kfold, load_cache, scan, source_folds, tqdm_progress
+from trainer.evaluate import frame_scores
+from trainer.export import onnx_features
+from trainer.fit import TrainConfig
+from trainer.heads import record_max
+from trainer.labels import class_codes
+from trainer.metrics import score_all
+from trainer.pipeline import RecordFrames, edge_frames, fit_bundle
+
+HEADS = ("svm", "sigmoid")
+PRECISIONS = ("fp32", "int8")
+
+
+def _sigmoid_head_scores(
+    model: torch.nn.Module, bundle: Bundle, rf: RecordFrames, precision: str
+) -> np.ndarray:
+    """Phase 1's dense sigmoid head applied to the fp32 or int8 extractor's features."""
+    feats = onnx_features(bundle.extractor_path(precision), rf.frames)
+    with torch.no_grad():
+        probs = torch.sigmoid(model.head(torch.from_numpy(feats))).numpy()
+    return record_max(probs, rf.groups)[1]
+
+
+def crossval(
+    data: list[Path],
+    cfg: TrainConfig,
+    out: Path,
+    folds: int = 5,
+    by_source: bool = False,
+    log=print,
+) -> dict:
+    rep = scan(data)
+    log(rep.describe())
+    items, signals = load_cache(rep, progress=tqdm_progress("caching"))
+    labels = np.array([it.labels for it in items])
+    codes = class_codes()
+    if by_source:
+        fold_of, fold_names = source_folds(items)
+    else:
+        fold_of = kfold(labels, folds, cfg.seed)
+        fold_names = [f"fold{i}" for i in range(folds)]
+    pooled_s = {(h, p): np.zeros(labels.shape) for h in HEADS for p in PRECISIONS}
+    pooled_d = {(h, p): np.zeros(labels.shape, bool) for h in HEADS for p in PRECISIONS}
+    per_fold, epoch_s = [], []
+    for f, fname in enumerate(fold_names):
+        test = np.where(fold_of == f)[0]
+        train = np.where(fold_of != f)[0]
+        log(f"== {fname}: train {len(train)}, test {len(test)}")
+        t0 = time.perf_counter()
+        s = fit_bundle(
+            items,
+            signals,
+            train,
+            cfg,
+            out / fname / "bundle",
+            out / fname / "work",
+            rep.summary(),
+            log=log,
+        )
+        epoch_s.append(s.seconds_per_epoch)
+        rf = edge_frames([items[i] for i in test])
+        row = {"fold": fname, "n_test": len(test), "seconds": 0.0}
+        for p in PRECISIONS:
+            _, sv = record_max(frame_scores(s.bundle, rf, p), rf.groups)
+            sg = _sigmoid_head_scores(s.model, s.bundle, rf, p)
+            for h, sc, thr in (
+                ("svm", sv, s.bundle.head.thresholds),
+                ("sigmoid", sg, s.sigmoid_thresholds),
+            ):
+                pooled_s[(h, p)][test] = sc
+                pooled_d[(h, p)][test] = sc >= thr
+                fig = score_all(labels[test], sc >= thr, sc, codes).to_json()
+                row[f"{h}_{p}"] = fig
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        per_fold.append(row)
+        log(
+            f"{fname}: svm int8 challenge {_f(row['svm_int8']['challenge_metric'])}, "
+            f"sigmoid fp32 {_f(row['sigmoid_fp32']['challenge_metric'])} ({row['seconds']} s)"
+        )
+    pooled = {
+        f"{h}_{p}": score_all(labels, pooled_d[(h, p)], pooled_s[(h, p)], codes).to_json()
+        for h in HEADS
+        for p in PRECISIONS
+    }
+    result = {
+        "scheme": "leave-one-source-out" if by_source else f"{folds}-fold stratified",
+        "model": cfg.model,
+        "n_records": len(items),
+        "epochs": cfg.epochs,
+        "seconds_per_epoch_median": round(float(np.median(epoch_s)), 2),
+        "pooled": pooled,
+        "per_fold": per_fold,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(results_table(result))
+    log(results_table(result))
+    return result
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+COLUMNS = ("auroc", "auprc", "accuracy", "f_measure", "f_beta", "challenge_metric")
+
+
+def results_table(result: dict) -> str:
+    """Markdown: the seed paper's columns, one row per head and precision."""
+    lines = [
+        f"{result['model']}, {result['scheme']}, {result['n_records']} records (pooled)",
+        "",
+        "| head | precision | AUROC | AUPRC | accuracy | F-measure | F-beta | Challenge |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, fig in result["pooled"].items():
+        h, p = key.split("_")
+        lines.append(f"| {h} | {p} | " + " | ".join(_f(fig[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,234 @@
+"""Records for training: scan, labels, a cache of preprocessed signals, splits.
+
+``scan`` reads headers only and builds the index (one :class:`Item` per usable
+record; the rest are counted with their reason, never fatal). ``load_cache``
+runs every record once through ``edge.dsp`` (the same code the edge runs) and
+keeps the 500 Hz band-passed signal as float16 in one ``.npy`` file per record
+under a folder keyed by the preprocessing parameters; a second epoch, or a
+second run, reads no WFDB file. Records whose signal turns out unusable
+(truncated, NaN, missing file) are dropped there, counted and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.dsp import DspConfig, preprocess
+from edge.errors import EcgEdgeError, RecordError
+from edge.records import find_records, read_header, read_record
+from trainer.labels import class_codes, label_vector, scored_classes, unscored_codes
+
+# Databases from one source are held out together in leave-one-source-out
+# validation: CPSC-Extra is CPSC's hospital, PTB-XL is PTB's institute.
+SOURCE_OF_DATABASE = {
+    "cpsc2018": "cpsc",
+    "cpsc2018-extra": "cpsc",
+    "ptb": "ptb",
+    "ptb-xl": "ptb",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One usable record in the index."""
+
+    name: str
+    header: Path
+    database: str
+    fs: float
+    n_samples: int
+    dx: tuple[str, ...]
+    labels: np.ndarray = field(compare=False)  # (n_classes,) bool
+
+    @property
+    def source(self) -> str:
+        return SOURCE_OF_DATABASE.get(self.database, self.database)
+
+
+@dataclass
+class ScanReport:
+    """What a scan found: usable records, skipped ones with reasons, unknown codes."""
+
+    items: list[Item]
+    skipped: list[tuple[str, str]]
+    unknown_codes: Counter
+
+    def summary(self) -> dict:
+        labels = np.array([i.labels for i in self.items]) if self.items else np.zeros((0, 24))
+        return {
+            "n_records": len(self.items),
+            "n_skipped": len(self.skipped),
+            "databases": dict(Counter(i.database for i in self.items)),
+            "positives": {
+                c.abbreviation: int(n) for c, n in zip(scored_classes(), labels.sum(0)) if n
+            },
+            "unscored_only": int((labels.sum(1) == 0).sum()),
+        }
+
+    def describe(self) -> str:
+        s = self.summary()
+        lines = [f"{s['n_records']} usable records, {s['n_skipped']} skipped"]
+        lines += [f"  skipped {n}: {why}" for n, why in self.skipped[:10]]
+        if len(self.skipped) > 10:
+            lines.append(f"  ... and {len(self.skipped) - 10} more")
+        if self.unknown_codes:
+            top = ", ".join(f"{c} x{n}" for c, n in self.unknown_codes.most_common(5))
+            lines.append(f"  codes neither scored nor known-unscored (kept, unscored): {top}")
+        return "\n".join(lines)
+
+
+def scan(paths: Iterable[str | Path]) -> ScanReport:
+    """Index every record under ``paths`` from its header; skip and count bad ones."""
+    headers = find_records(list(paths))
+    if not headers:
+        raise EcgEdgeError(f"no records (.hea files) under {', '.join(map(str, paths))}")
+    known = set(class_codes()) | unscored_codes() | {"59118001", "63593006", "17338001"}
+    items, skipped, unknown = [], [], Counter()
+    for hea in headers:
+        try:
+            h = read_header(hea)
+            if h.dx is None:
+                raise RecordError(h.name, "header has no Dx line")
+            if not h.dx:
+                raise RecordError(h.name, "Dx line is empty")
+            h.lead_order()
+        except RecordError as exc:
+            skipped.append((exc.record, exc.reason))
+            continue
+        unknown.update(c for c in h.dx if c not in known)
+        items.append(Item(h.name, hea, h.database, h.fs, h.n_samples, h.dx, label_vector(h.dx)))
+    names = Counter(i.name for i in items)
+    dup = [n for n, k in names.items() if k > 1]
+    if dup:
+        raise EcgEdgeError(f"record names appear twice: {', '.join(dup[:5])}")
+    return ScanReport(items, skipped, unknown)
+
+
+def cache_key(config: DspConfig) -> str:
+    """Folder name for a preprocessing configuration (changing it invalidates the cache)."""
+    blob = json.dumps({"dsp": config.to_json(), "v": 1}, sort_keys=True).encode()
+    return "dsp-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _cache_one(args: tuple[str, str, dict]) -> tuple[str, str | None]:
+    header, out, dsp = args
+    try:
+        rec = read_record(header)
+        x = preprocess(rec.signal, rec.fs, DspConfig.from_json(dsp))
+        tmp = f"{out}.{os.getpid()}.tmp.npy"  # unique: several trainers may share a cache
+        np.save(tmp, x.astype(np.float16))
+        os.replace(tmp, out)
+        return header, None
+    except RecordError as exc:
+        return header, exc.reason
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ECG_EDGE_CACHE", Path.home() / ".cache" / "ecg-edge"))
+
+
+def load_cache(
+    report: ScanReport,
+    cache_dir: Path | None = None,
+    config: DspConfig | None = None,
+    workers: int = 2,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> tuple[list[Item], list[np.ndarray]]:
+    """Preprocessed 500 Hz signals, (n_leads, n) float16, of every usable item.
+
+    Builds the missing cache files first (in ``workers`` processes); drops and
+    reports items whose signal cannot be read.
+    """
+    config = config or DspConfig()
+    root = (cache_dir or default_cache_dir()) / cache_key(config)
+    todo = []
+    paths = {}
+    for it in report.items:
+        digest = hashlib.sha1(str(it.header.resolve()).encode()).hexdigest()[:10]
+        p = root / it.database / f"{it.name}-{digest}.npy"
+        paths[it.name] = p
+        if not p.is_file():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            todo.append((str(it.header), str(p), config.to_json()))
+    failed: dict[str, str] = {}
+    if todo:
+        wrap = progress or (lambda it, n: it)
+        if workers > 1 and len(todo) > 8:
+            with ProcessPoolExecutor(workers) as pool:
+                results = wrap(pool.map(_cache_one, todo, chunksize=8), len(todo))
+                failed = {Path(h).stem: why for h, why in results if why}
+        else:
+            failed = {Path(h).stem: why for h, why in wrap(map(_cache_one, todo), len(todo)) if why}
+    items, signals = [], []
+    for it in report.items:
+        if it.name in failed:
+            report.skipped.append((it.name, failed[it.name]))
+            continue
+        items.append(it)
+        signals.append(np.load(paths[it.name]))
+    report.items = items
+    return items, signals
+
+
+def tqdm_progress(desc: str) -> Callable[[Iterable, int], Iterable]:
+    """A progress wrapper for :func:`load_cache` (tqdm on stderr)."""
+    from tqdm import tqdm
+
+    return lambda it, n: tqdm(it, total=n, desc=desc, file=sys.stderr, leave=False)
+
+
+def kfold(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold (0..k-1) of each record, stratified on its labels (iterative stratification).
+
+    Sechidis et al. 2011: rarest label first, each of its records goes to the
+    fold that most lacks it. Deterministic for a given seed.
+    """
+    n = labels.shape[0]
+    if not 2 <= k <= n:
+        raise EcgEdgeError(f"Invalid value for 'k': expected 2 <= k <= {n}, got {k}")
+    rng = np.random.default_rng(seed)
+    labels = labels.astype(bool)
+    fold = np.full(n, -1)
+    want_total = np.full(k, n / k)
+    want_label = np.outer(np.full(k, 1 / k), labels.sum(0)).astype(float)  # (k, c)
+    order = rng.permutation(n)
+    remaining = labels[order].copy()
+    idx_left = list(order)
+    while idx_left:
+        counts = remaining.sum(0)
+        live = np.where(counts > 0)[0]
+        if live.size == 0:  # records without any label: fill folds by size
+            for i in idx_left:
+                f = int(np.argmax(want_total + rng.random(k) * 1e-6))
+                fold[i] = f
+                want_total[f] -= 1
+            break
+        lab = live[np.argmin(counts[live])]
+        take = [j for j, i in enumerate(idx_left) if labels[i, lab]]
+        for j in take:
+            i = idx_left[j]
+            score = want_label[:, lab] + 1e-3 * want_total + rng.random(k) * 1e-6
+            f = int(np.argmax(score))
+            fold[i] = f
+            want_label[f] -= labels[i]
+            want_total[f] -= 1
+        keep = [j for j in range(len(idx_left)) if j not in set(take)]
+        idx_left = [idx_left[j] for j in keep]
+        remaining = labels[idx_left] if idx_left else remaining[:0]
+    return fold
+
+
+def source_folds(items: list[Item]) -> tuple[np.ndarray, list[str]]:
+    """Leave-one-source-out: fold index of each record and the source of each fold."""
+    sources = sorted({it.source for it in items})
+    return np.array([sources.index(it.source) for it in items]), sources

@@ -1,0 +1,147 @@
+"""Phase 2: one linear SVM per scored class on the extractor's features.
+
+Features are standardised; each class gets a ``LinearSVC`` (positives: frames
+of records with the class; negatives: all others; balanced class weights).
+``C`` is chosen per class by cross-validation on the training folds only
+(average precision of out-of-fold decision values). Per-class thresholds on
+the decision values are then tuned on those out-of-fold values to maximise
+the Challenge metric, by coordinate ascent. A class with no positive (or no
+negative) training record cannot be learned: it is reported and gets a head
+that never fires.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import average_precision_score
+from sklearn.svm import LinearSVC
+
+from edge.bundle import Head
+from trainer.metrics import challenge_metric
+
+C_GRID = (0.001, 0.01, 0.1, 1.0)
+
+
+@dataclass
+class HeadReport:
+    """What phase 2 chose, for the manifest and the log."""
+
+    C: dict[str, float]
+    skipped: dict[str, str]
+    oof_challenge_metric: float
+
+
+def _svm(C: float) -> LinearSVC:
+    return LinearSVC(C=C, class_weight="balanced", max_iter=5000, dual="auto")
+
+
+def _fit_scores(z_tr, y_tr, z_te, C) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _svm(C).fit(z_tr, y_tr).decision_function(z_te)
+
+
+def record_max(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Aggregate frame scores to records by their maximum (as the alerts do: any frame)."""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    out = np.full((len(uniq), scores.shape[1]), -np.inf, dtype=np.float64)
+    np.maximum.at(out, inv, scores)
+    return uniq, out
+
+
+def tune_thresholds(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    weights: np.ndarray,
+    normal: int,
+    init: np.ndarray | None = None,
+    passes: int = 2,
+) -> np.ndarray:
+    """Per-class thresholds maximising the Challenge metric (coordinate ascent)."""
+    k = labels.shape[1]
+    thr = np.zeros(k) if init is None else init.astype(np.float64).copy()
+    best = challenge_metric(labels, scores >= thr, weights, normal)
+    for _ in range(passes):
+        for j in range(k):
+            cands = np.unique(np.quantile(scores[:, j], np.linspace(0.0, 1.0, 41)))
+            cands = np.concatenate([cands, [scores[:, j].max() + 1e-3]])
+            for c in cands:
+                trial = thr.copy()
+                trial[j] = c
+                m = challenge_metric(labels, scores >= trial, weights, normal)
+                if m > best + 1e-12:
+                    best, thr = m, trial
+    return thr
+
+
+def fit_heads(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    folds: np.ndarray,
+    codes: list[str],
+    weights: np.ndarray,
+    normal: int,
+    log=print,
+) -> tuple[Head, HeadReport]:
+    """Fit the heads on frame features (n, D) with record labels (n, K).
+
+    ``groups`` names the record of each frame (frames of one record stay in
+    one fold); ``folds`` is the inner fold of each frame.
+    """
+    mean = features.mean(0)
+    scale = features.std(0)
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    z = (features - mean) / scale
+    n_feat, k = z.shape[1], labels.shape[1]
+    W = np.zeros((k, n_feat))
+    b = np.full(k, -1.0)
+    oof = np.full(labels.shape, -1.0)
+    chosen, skipped = {}, {}
+    fold_ids = np.unique(folds)
+    for j, code in enumerate(codes):
+        y = labels[:, j].astype(bool)
+        if y.all() or not y.any():
+            skipped[code] = "no positive record" if not y.any() else "no negative record"
+            log(f"class {code}: {skipped[code]} in the training data; skipped (never fires)")
+            continue
+        best_c, best_ap, best_oof = C_GRID[1], -1.0, None
+        for C in C_GRID:
+            s = np.full(len(y), np.nan)
+            for f in fold_ids:
+                te = folds == f
+                tr = ~te
+                if y[tr].all() or not y[tr].any():
+                    s[te] = 0.0
+                    continue
+                s[te] = _fit_scores(z[tr], y[tr], z[te], C)
+            ap = average_precision_score(y, s) if y.sum() >= 2 else 0.0
+            if ap > best_ap:
+                best_c, best_ap, best_oof = C, ap, s
+        chosen[code] = best_c
+        oof[:, j] = best_oof
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            svm = _svm(best_c).fit(z, y)
+        W[j], b[j] = svm.coef_[0], svm.intercept_[0]
+    rec, oof_rec = record_max(oof, groups)
+    _, lab_rec = record_max(labels.astype(float), groups)
+    lab_rec = lab_rec > 0.5
+    thr = tune_thresholds(lab_rec, oof_rec, weights, normal)
+    for code in skipped:
+        thr[codes.index(code)] = 0.0  # with W = 0, b = -1: never positive
+    oof_metric = float(challenge_metric(lab_rec, oof_rec >= thr, weights, normal))
+    log(f"phase 2: out-of-fold challenge metric {oof_metric:.3f} over {len(rec)} records")
+    head = Head(
+        codes=tuple(codes),
+        W=W.astype(np.float32),
+        b=b.astype(np.float32),
+        thresholds=thr.astype(np.float32),
+        feature_mean=mean.astype(np.float32),
+        feature_scale=scale.astype(np.float32),
+    )
+    return head, HeadReport(chosen, skipped, oof_metric)
