@@ -166,7 +166,7 @@ class Agent:
         finally:
             source.close()
             self.summary.stopped = self._stop.is_set()
-            self.summary.standing = self.tracker.close()
+            self.summary.standing = self.tracker.close() or self.summary.standing
             self.summary.seconds = time.monotonic() - t0
             self._status("offline")
         return self.summary
@@ -203,7 +203,7 @@ class Agent:
             self._frames(self._framer.flush(), self._raw_framer.flush(), last)
         self._pre = None
         if last is not None or self._record is not None:
-            self.summary.standing = self.tracker.close() or self.summary.standing
+            self.summary.standing = self.tracker.close()
 
     def _new_segment(self, chunk: Chunk, gap: int) -> None:
         old_fs = self._fs
