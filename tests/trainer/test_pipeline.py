@@ -61,10 +61,10 @@ class TestTinyBundle:
         shutil.copytree(tiny_bundle, copy)
         with open(copy / "head.npz", "ab") as fh:
             fh.write(b"\0")
-        with pytest.raises(BundleError, match="head.npz .* was altered"):
+        with pytest.raises(BundleError, match=r"head.npz .* was altered"):
             load_bundle(copy)
         (copy / "extractor.onnx").unlink()
-        with pytest.raises(BundleError, match="missing extractor.onnx"):
+        with pytest.raises(BundleError, match=r"missing extractor\.onnx"):
             load_bundle(copy)
 
     def test_archive_loads(self, tiny_bundle, tmp_path):
