@@ -203,7 +203,9 @@ class Agent:
             self._frames(self._framer.flush(), self._raw_framer.flush(), last)
         self._pre = None
         if last is not None or self._record is not None:
-            self.summary.standing = self.tracker.close()
+            standing = self.tracker.close()
+            if standing or last is not None:
+                self.summary.standing = standing
 
     def _new_segment(self, chunk: Chunk, gap: int) -> None:
         old_fs = self._fs
