@@ -224,7 +224,8 @@ def train_extractor(
             break  # an interruption, as a test would make one
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # per epoch, so a resumed run repeats
-        order = rng.permutation(train_idx)[rank::world]
+        order = rng.permutation(train_idx)
+        order = order[: len(order) // world * world][rank::world]  # equal shards: DDP steps agree
         net.train()
         total, count = 0.0, 0
         bar = tqdm(

@@ -8,6 +8,7 @@ more than SVMs fitted on the int8 features themselves (DESIGN.md).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,7 +77,7 @@ def fit_bundle(
     inner_folds: int = 5,
     resume: bool = False,
     log=print,
-) -> FitSummary:
+) -> FitSummary | None:
     """Train, export, check and write a bundle from the records ``train_idx``."""
     labels = np.array([it.labels for it in items])
     codes = class_codes()
@@ -89,6 +90,8 @@ def fit_bundle(
     log(f"phase 1: {cfg.model} on {len(p1_train)} records, {len(p1_val)} for early stopping")
     t0 = time.perf_counter()
     fit = train_extractor(signals, labels, p1_train, p1_val, cfg, workdir, resume, log)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # under torchrun, rank 0 alone exports and fits phase 2
     log(
         f"phase 1 done in {time.perf_counter() - t0:.0f} s "
         f"(best epoch {fit.best_epoch}, {fit.seconds_per_epoch:.1f} s/epoch)"
