@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.agent import score_record
 from edge.bundle import Bundle, load_bundle
 from edge.classify import Classifier
 from edge.errors import EcgEdgeError, check_choice
+from edge.records import read_record
 from trainer.data import Item, scan
-from trainer.heads import record_max
 from trainer.labels import NORMAL_CODE, reward_matrix
 from trainer.metrics import Scores, score_all
-from trainer.pipeline import HOP_SAMPLES, RecordFrames, edge_frames
+from trainer.pipeline import HOP_SAMPLES, RecordFrames
 
 
 @dataclass
@@ -47,19 +48,27 @@ def frame_scores(
 
 
 def evaluate_items(
-    bundle: Bundle, items: list[Item], precisions: list[str], rf: RecordFrames | None = None
+    bundle: Bundle, items: list[Item], precisions: list[str], threads: int = 2
 ) -> dict[str, Evaluation]:
-    """Score ``items`` at each precision; the seven figures for each."""
+    """Score ``items`` at each precision through :func:`edge.agent.score_record`."""
     if not items:
         raise EcgEdgeError("no usable records to evaluate")
-    rf = rf or edge_frames(items, bundle.manifest.dsp, HOP_SAMPLES)
     codes = list(bundle.manifest.codes)
     labels = np.array([it.labels for it in items])
+    records = [read_record(it.header) for it in items]
     out = {}
     for p in precisions:
-        _, s = record_max(frame_scores(bundle, rf, p), rf.groups)
+        clf = Classifier(bundle, p, threads=threads)
+        s = np.stack(
+            [
+                np.max([scores for _, scores in score_record(clf, rec, HOP_SAMPLES)], axis=0)
+                for rec in records
+            ]
+        )
         d = s >= bundle.head.thresholds
-        out[p] = Evaluation(p, rf.names, labels, s, d, score_all(labels, d, s, codes))
+        out[p] = Evaluation(
+            p, [it.name for it in items], labels, s, d, score_all(labels, d, s, codes)
+        )
     return out
 
 
