@@ -1,0 +1,157 @@
+"""What every benchmark shares: bundles, real frames, percentiles, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "edge" / "samples"
+PY = sys.executable
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """A bundle to measure: its folder, its torch checkpoint (or None), where it came from."""
+
+    model: str
+    path: Path
+    checkpoint: Path | None
+    source: str
+
+
+def _has_manifest(p: Path | None) -> bool:
+    return p is not None and (p / "manifest.json").is_file()
+
+
+def _checkpoint_for(bundle: Path) -> Path | None:
+    cands = [Path(str(bundle) + ".work") / "best.pt"]
+    if bundle.resolve() == (REPO / "edge" / "default_bundle").resolve():
+        cands.append(REPO / "runs" / "resnet-full" / "bundle.work" / "best.pt")
+    return next((c for c in cands if c.is_file()), None)
+
+
+def _build_tiny(model: str, out: Path) -> Path:
+    """Train a tiny bundle on the shipped samples (seconds), as CI does."""
+    target = out / "bundles" / model
+    if not _has_manifest(target):
+        exe = Path(PY).parent / "ecg-train"
+        cmd = [str(exe), "fit", str(SAMPLES), "--model", model, "--out", str(target)]
+        cmd += ["--epochs", "1", "--folds", "2"]
+        subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True)
+    return target
+
+
+def resolve_bundles(cnn: str | None, resnet: str | None, out: Path) -> dict[str, BundleRef]:
+    """Model 1 (cnn) and Model 2 (resnet): the option, else the trained one, else a tiny one."""
+    choices = {
+        "cnn": [Path(cnn)] if cnn else [REPO / "runs" / "cnn-full" / "bundle"],
+        "resnet": [Path(resnet)]
+        if resnet
+        else [REPO / "edge" / "default_bundle", REPO / "runs" / "resnet-full" / "bundle"],
+    }
+    refs = {}
+    for model, paths in choices.items():
+        found = next((p for p in paths if _has_manifest(p)), None)
+        if found is None:
+            if (model == "cnn" and cnn) or (model == "resnet" and resnet):
+                raise SystemExit(f"error: bundle {paths[0]} has no manifest.json")
+            found, source = _build_tiny(model, out), "tiny (edge/samples, 1 epoch)"
+        else:
+            source = "option" if (cnn if model == "cnn" else resnet) else "trained"
+        refs[model] = BundleRef(model, found, _checkpoint_for(found), source)
+    return refs
+
+
+def sample_frames(config, n_max: int = 64) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Real (n, 12, frame_samples) model inputs from the shipped sample records."""
+    from edge.dsp import preprocess
+    from edge.framer import record_frames
+    from edge.records import find_records, read_record
+
+    out = []
+    for h in find_records([SAMPLES]):
+        r = read_record(h)
+        x = preprocess(r.signal, r.fs, config)
+        out += [f.model_input(config) for f in record_frames(x, 5000, config.frame_samples)]
+        if len(out) >= n_max:
+            break
+    return np.stack(out[:n_max]).astype(np.float32)
+
+
+def sample_records(n: int | None = None) -> list[Path]:
+    from edge.records import find_records
+
+    recs = find_records([SAMPLES])
+    return recs if n is None else recs[:n]
+
+
+def pct(xs: list[float] | np.ndarray) -> dict[str, float]:
+    a = np.asarray(xs, dtype=float)
+    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of one figure over repeats."""
+    a = np.asarray(values, dtype=float)
+    return {"median": float(np.median(a)), "min": float(a.min()), "max": float(a.max())}
+
+
+def machine() -> dict:
+    """What ran it: CPU, cores, load, OS, versions, commit, date."""
+    import onnxruntime as ort
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": ort.__version__,
+    }
+    for mod in ("torch", "onnx", "paho.mqtt"):
+        try:
+            m = __import__(mod, fromlist=["__version__"])
+            versions[mod] = getattr(m, "__version__", "?")
+        except ImportError:
+            versions[mod] = "not installed"
+    try:
+        mosq = subprocess.run(["/usr/sbin/mosquitto", "-h"], capture_output=True, text=True)
+        versions["mosquitto"] = (mosq.stdout or mosq.stderr).splitlines()[0]
+    except (OSError, IndexError):
+        versions["mosquitto"] = "not installed"
+
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
+        return r.stdout.strip()
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_at_start": list(os.getloadavg()),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "versions": versions,
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n## {title}")
+    print(" | ".join(header))
+    for r in rows:
+        print(" | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))

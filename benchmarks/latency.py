@@ -1,0 +1,90 @@
+"""Per-frame latency, one thread: onnxruntime int8 and fp32, and torch eager fp32, side by side.
+
+Each repeat times ``n_frames`` real frames (after warm-up) one at a time,
+interleaving the three engines frame by frame (the order rotates), so a
+burst of load from a neighbour hits all of them alike. Figures are the median
+over repeats of each repeat's percentile; ``spread`` keeps min/max.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks._common import BundleRef, pct, print_table, sample_frames, spread
+
+
+def _engines(ref: BundleRef) -> dict:
+    from edge.bundle import load_bundle
+    from edge.classify import Classifier
+
+    bundle = load_bundle(ref.path)
+    eng = {p: Classifier(bundle, p, threads=1).features for p in ("int8", "fp32")}
+    if ref.checkpoint is not None:
+        import torch
+
+        from trainer.fit import load_checkpoint
+
+        torch.set_num_threads(1)
+        model = load_checkpoint(ref.checkpoint)
+
+        def run_torch(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model.features(torch.from_numpy(x)).numpy()
+
+        eng["torch"] = run_torch
+    return bundle, eng
+
+
+def measure(refs: dict[str, BundleRef], n_frames: int, repeats: int, warmup: int = 5) -> dict:
+    """``frame_latency_ms.<model>.<precision>.{p50,p90,p99}`` (+ spread, agreement)."""
+    out: dict = {}
+    rows = []
+    for model, ref in refs.items():
+        bundle, eng = _engines(ref)
+        frames = sample_frames(bundle.manifest.dsp, 64)
+        names = list(eng)
+        agree = {}
+        f32 = eng["fp32"](frames[:4])
+        for p in names:
+            f = eng[p](frames[:4])
+            cos = np.sum(f * f32, 1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(f32, axis=1))
+            agree[p] = float(cos.min())
+        for i in range(warmup):
+            for p in names:
+                eng[p](frames[i % len(frames)][None])
+        per_rep: dict[str, list[dict]] = {p: [] for p in names}
+        for _ in range(repeats):
+            times: dict[str, list[float]] = {p: [] for p in names}
+            for i in range(n_frames):
+                x = frames[i % len(frames)][None]
+                k = i % len(names)
+                for p in names[k:] + names[:k]:
+                    t0 = time.perf_counter()
+                    eng[p](x)
+                    times[p].append((time.perf_counter() - t0) * 1000.0)
+            for p in names:
+                per_rep[p].append(pct(times[p]))
+        res = {}
+        for p in names:
+            reps = per_rep[p]
+            res[p] = {q: float(np.median([r[q] for r in reps])) for q in ("p50", "p90", "p99")}
+            res[p]["spread_p50"] = spread([r["p50"] for r in reps])
+            res[p]["spread_p99"] = spread([r["p99"] for r in reps])
+            res[p]["cosine_vs_fp32_min"] = agree[p]
+            rows.append([model, p, res[p]["p50"], res[p]["p90"], res[p]["p99"], agree[p]])
+        res["n_frames"], res["repeats"], res["bundle"] = n_frames, repeats, str(ref.path)
+        res["bundle_source"] = ref.source
+        if "torch" not in eng:
+            res["torch_note"] = "no torch checkpoint next to the bundle: torch not measured"
+        for a, b in (("fp32", "int8"), ("torch", "int8"), ("torch", "fp32")):
+            if a in res and b in res:
+                res[f"speedup_{b}_vs_{a}"] = res[a]["p50"] / res[b]["p50"]
+        out[model] = res
+    print_table(
+        "Frame latency (ms, one thread; median over repeats)",
+        ["model", "engine", "p50", "p90", "p99", "cos vs fp32"],
+        rows,
+    )
+    return out

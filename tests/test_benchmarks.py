@@ -1,0 +1,43 @@
+"""``python -m benchmarks --quick`` runs, checks its own figures, and writes the agreed keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+class TestQuickBenchmarks:
+    def test_quick_run_writes_sane_results(self, tmp_path: Path) -> None:
+        out = tmp_path / "bench"
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        r = json.loads((out / "results.json").read_text())
+        assert (out / "results.md").read_text().startswith("# ecg-edge benchmarks")
+        assert r["sanity"]["ok"], r["sanity"]["problems"]
+        for model in ("cnn", "resnet"):
+            for prec in ("int8", "fp32"):
+                lat = r["frame_latency_ms"][model][prec]
+                assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+                lim = r["limit"][model][prec]
+                for k in ("macs", "peak_macs_per_s", "floor_ms", "ratio"):
+                    assert lim[k] > 0
+            if r["bundles"][model]["checkpoint"] != "None":
+                assert r["frame_latency_ms"][model]["torch"]["p99"] > 0
+        assert 0 < r["end_to_end_ms"]["p50"] <= r["end_to_end_ms"]["p99"]
+        assert r["realtime_factor_one_core"] > 0 and r["streams_per_core"] > 0
+        assert 0 < r["rss_mb"]["steady"] <= r["rss_mb"]["peak"] * 1.001
+        assert r["bundle_mb"] > 0
+        assert "accuracy" in r and "machine" in r and r["machine"]["commit"]
