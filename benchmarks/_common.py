@@ -32,7 +32,7 @@ def _has_manifest(p: Path | None) -> bool:
 
 
 def _checkpoint_for(bundle: Path) -> Path | None:
-    cands = [Path(str(bundle) + ".work") / "best.pt"]
+    cands = [Path(str(bundle) + ".work") / "best.pt", bundle.parent / "work" / "best.pt"]
     if bundle.resolve() == (REPO / "edge" / "default_bundle").resolve():
         cands.append(REPO / "runs" / "resnet-full" / "bundle.work" / "best.pt")
     return next((c for c in cands if c.is_file()), None)
@@ -52,7 +52,9 @@ def _build_tiny(model: str, out: Path) -> Path:
 def resolve_bundles(cnn: str | None, resnet: str | None, out: Path) -> dict[str, BundleRef]:
     """Model 1 (cnn) and Model 2 (resnet): the option, else the trained one, else a tiny one."""
     choices = {
-        "cnn": [Path(cnn)] if cnn else [REPO / "runs" / "cnn-full" / "bundle"],
+        "cnn": [Path(cnn)]
+        if cnn
+        else [REPO / "runs" / "cnn-full" / "bundle", REPO / "runs" / "cv-cnn" / "fold0" / "bundle"],
         "resnet": [Path(resnet)]
         if resnet
         else [REPO / "edge" / "default_bundle", REPO / "runs" / "resnet-full" / "bundle"],
@@ -66,6 +68,8 @@ def resolve_bundles(cnn: str | None, resnet: str | None, out: Path) -> dict[str,
             found, source = _build_tiny(model, out), "tiny (edge/samples, 1 epoch)"
         else:
             source = "option" if (cnn if model == "cnn" else resnet) else "trained"
+            if "cv-" in str(found):
+                source = "cv fold 0 (trained on 4/5 of the records)"
         refs[model] = BundleRef(model, found, _checkpoint_for(found), source)
     return refs
 

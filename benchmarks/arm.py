@@ -25,13 +25,13 @@ CACHE = Path.home() / ".cache" / "ecg-edge-arm"
 A72 = {"ghz": 1.5, "fp32_macs_per_cycle": 8, "int8_macs_per_cycle": 16}
 
 _SCRIPT = """
-import sys, numpy as np, onnxruntime as ort
+import platform, sys, numpy as np, onnxruntime as ort
 o = ort.SessionOptions(); o.intra_op_num_threads = 1
 s = ort.InferenceSession(sys.argv[1], o, providers=["CPUExecutionProvider"])
 x = np.load(sys.argv[2])
 f = np.concatenate([s.run(None, {s.get_inputs()[0].name: x[i:i+1]})[0] for i in range(len(x))])
 np.save(sys.argv[3], f)
-print(ort.__version__, np.__version__)
+print(platform.machine(), "onnxruntime", ort.__version__, "numpy", np.__version__)
 """
 
 
@@ -46,7 +46,7 @@ def estimate(macs: dict[str, int]) -> dict:
     }
 
 
-def run_emulated(ref: BundleRef, n_frames: int = 4) -> dict:
+def run_emulated(ref: BundleRef, n_frames: int = 8) -> dict:
     """x86 vs aarch64 (qemu-user) features of the int8 extractor on real frames."""
     from edge.bundle import load_bundle
     from edge.classify import Classifier
