@@ -135,12 +135,18 @@ def render(r: dict) -> str:
             "|---|---|---|",
             f"| signal s per CPU s, one core (= 500 Hz 12-lead streams per core) | {t['realtime_factor_one_core']:.0f} | {sp['min']:.0f}-{sp['max']:.0f} |",
             f"| signal s per wall s, 1 process pinned to CPU 0 | {t['realtime_factor_one_core_wall']:.0f} | |",
+            f"| signal s per CPU s, one core, 1 s chunks instead of 0.1 s | {t['realtime_factor_one_core_1s_chunks']:.0f} | {t['realtime_factor_one_core_1s_chunks_spread']['min']:.0f}-{t['realtime_factor_one_core_1s_chunks_spread']['max']:.0f} |",
         ]
         if "two_process" in t:
             tp = t["two_process"]
             lines.append(
                 f"| signal s per wall s, 2 processes on CPUs 0+1 | {tp['realtime_factor_wall']:.0f} | "
                 f"{tp['spread']['min']:.0f}-{tp['spread']['max']:.0f} (scaling {tp['scaling_vs_one']:.2f}x) |"
+            )
+        lat = r.get("frame_latency_ms", {}).get("resnet", {}).get("int8")
+        if lat:
+            lines.append(
+                f"| classifier alone (hop 10 s / int8 p50 {lat['p50']:.2f} ms) | {10000 / lat['p50']:.0f} | |"
             )
         lines.append(
             f"| workload | {t['records']} records, {t['signal_s']:.0f} s of signal, {t['frames']} frames, "

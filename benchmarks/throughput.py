@@ -3,7 +3,9 @@
 A worker process (``python -m benchmarks.throughput --worker``) pins itself
 to one CPU, loads the bundle, then replays records at full speed through
 :class:`edge.agent.Agent` (dsp, framing, quality, classification, alerts;
-no broker) at the default hop and reports its CPU time
+no broker) at the default hop and the replay's default 0.1 s chunks (as a
+serial device delivers them; 1 s chunks are measured beside, to show the
+per-chunk overhead) and reports its CPU time
 (``time.process_time``) and wall time. One worker alone gives the one-core
 figure; two at once on CPUs 0 and 1 give the scaling.
 """
@@ -27,6 +29,7 @@ def _worker(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpu", type=int, required=True)
     ap.add_argument("--bundle", required=True)
+    ap.add_argument("--chunk-s", type=float, default=0.1)
     ap.add_argument("records", nargs="+")
     a = ap.parse_args(argv)
     os.sched_setaffinity(0, {a.cpu})
@@ -48,13 +51,22 @@ def _worker(argv: list[str]) -> None:
 
     agent = Agent(bundle, sink=sink)
     c0, w0 = time.process_time(), time.perf_counter()
-    agent.run(ReplaySource(a.records, speed=None))
+    agent.run(ReplaySource(a.records, speed=None, chunk_s=a.chunk_s))
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     print(json.dumps({"signal_s": signal_s, "cpu_s": cpu, "wall_s": wall, **counts}))
 
 
-def _spawn(cpu: int, ref: BundleRef, records: list[Path]) -> subprocess.Popen:
-    cmd = [PY, "-m", "benchmarks.throughput", "--worker", "--cpu", str(cpu)]
+def _spawn(cpu: int, ref: BundleRef, records: list[Path], chunk_s: float = 0.1) -> subprocess.Popen:
+    cmd = [
+        PY,
+        "-m",
+        "benchmarks.throughput",
+        "--worker",
+        "--cpu",
+        str(cpu),
+        "--chunk-s",
+        str(chunk_s),
+    ]
     cmd += ["--bundle", str(ref.path), *map(str, records)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
@@ -73,12 +85,14 @@ def _collect(procs: list[subprocess.Popen]) -> list[dict]:
 def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
     """``realtime_factor_one_core``, ``streams_per_core`` and the two-process scaling."""
     n_cpu = len(os.sched_getaffinity(0))
-    one_cpu, one_wall, two_wall, runs = [], [], [], []
+    one_cpu, one_wall, two_wall, big_chunks, runs = [], [], [], [], []
     for _ in range(repeats):
         (r,) = _collect([_spawn(0, ref, records)])
         one_cpu.append(r["signal_s"] / r["cpu_s"])
         one_wall.append(r["signal_s"] / r["wall_s"])
         runs.append(r)
+        (rb,) = _collect([_spawn(0, ref, records, chunk_s=1.0)])
+        big_chunks.append(rb["signal_s"] / rb["cpu_s"])
         if n_cpu >= 2:
             rs = _collect([_spawn(0, ref, records), _spawn(1, ref, records)])
             two_wall.append(sum(x["signal_s"] for x in rs) / max(x["wall_s"] for x in rs))
@@ -89,6 +103,9 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
         "realtime_factor_one_core_spread": spread(one_cpu),
         "realtime_factor_one_core_wall": float(np.median(one_wall)),
         "streams_per_core": rt,
+        "realtime_factor_one_core_1s_chunks": float(np.median(big_chunks)),
+        "realtime_factor_one_core_1s_chunks_spread": spread(big_chunks),
+        "chunk_s": 0.1,
         "frames_per_signal_s": frames_per_signal_s,
         "signal_s": runs[0]["signal_s"],
         "frames": runs[0]["frame"],
@@ -99,6 +116,7 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
         "hop_s": 10.0,
     }
     rows = [["1 process, CPU 0", rt, float(np.median(one_wall)), rt]]
+    rows.append(["1 process, CPU 0, 1 s chunks", float(np.median(big_chunks)), "", ""])
     if two_wall:
         two = float(np.median(two_wall))
         out["two_process"] = {
