@@ -10,6 +10,7 @@ u8s8 kernel the quantized convolutions use) for int8.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -104,13 +105,45 @@ def peak_rates(n: int = 1024, repeats: int = 7) -> dict:
     return out
 
 
+def op_profile(path, frames: np.ndarray, n: int = 20) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Share of onnxruntime kernel time by op type (its own profiler, one thread, n frames)."""
+    import json
+    import os
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.enable_profiling = True
+    s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    for i in range(n):
+        s.run(None, {name: frames[i % len(frames)][None]})
+    prof = s.end_profiling()
+    by_op: dict[str, float] = {}
+    try:
+        for ev in json.loads(Path(prof).read_text()):
+            if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+                op = ev.get("args", {}).get("op_name", "?")
+                by_op[op] = by_op.get(op, 0.0) + ev["dur"]
+    finally:
+        os.remove(prof)
+    total = sum(by_op.values()) or 1.0
+    return {k: v / total for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+
+
 def measure(refs: dict[str, BundleRef], latency: dict, repeats: int = 7) -> dict:
     """``limit.<model>.<precision>.{macs,peak_macs_per_s,floor_ms,ratio}``."""
     peaks = peak_rates(repeats=repeats)
     out: dict = {"peak": peaks}
     rows = []
     for model, ref in refs.items():
+        from benchmarks._common import sample_frames
+        from edge.bundle import load_bundle
+
         macs = count_macs(ref.path / "extractor.fp32.onnx")
+        frames = sample_frames(load_bundle(ref.path).manifest.dsp, 8)
         out[model] = {}
         for prec in ("int8", "fp32"):
             peak = peaks[prec]["peak_macs_per_s"]
@@ -123,6 +156,10 @@ def measure(refs: dict[str, BundleRef], latency: dict, repeats: int = 7) -> dict
                 "floor_ms": floor_ms,
                 "measured_p50_ms": p50,
                 "ratio": p50 / floor_ms,
+                "op_time_share": op_profile(
+                    ref.path / ("extractor.onnx" if prec == "int8" else "extractor.fp32.onnx"),
+                    frames,
+                ),
             }
             rows.append(
                 [

@@ -109,6 +109,17 @@ def render(r: dict) -> str:
                         f"| {model} | {p} | {x['macs'] / 1e6:.1f} M | {_f(x['floor_ms'])} | "
                         f"{_f(x['measured_p50_ms'])} | {_f(x['ratio'], 1)} |"
                     )
+        lines += [
+            "",
+            "Where the kernel time goes (onnxruntime profiler, share by op type, top 5):",
+            "",
+        ]
+        for model in ("cnn", "resnet"):
+            for p in ("int8", "fp32"):
+                x = lim.get(model, {}).get(p)
+                if x and x.get("op_time_share"):
+                    top = list(x["op_time_share"].items())[:5]
+                    lines.append(f"- {model} {p}: " + ", ".join(f"{k} {v:.0%}" for k, v in top))
     e = r.get("end_to_end_ms")
     if e:
         a = e["agent_to_publish_ms"]
