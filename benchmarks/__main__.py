@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from benchmarks import accuracy, arm, e2e, latency, limit, memory, report, throughput
-from benchmarks._common import REPO, machine, resolve_bundles, sample_records
+from benchmarks._common import REPO, machine, resolve_bundles, sample_records, shown
 
 DATA = Path("/work/shared/data/challenge2020/cpsc2018")
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         records = find_records([DATA])
     r: dict = {"machine": machine(), "quick": q, "timings_s": {}}
     r["bundles"] = {
-        m: {"path": str(b.path), "source": b.source, "checkpoint": str(b.checkpoint)}
+        m: {"path": shown(b.path), "source": b.source, "checkpoint": shown(b.checkpoint)}
         for m, b in refs.items()
     }
 
@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
     r["frame_latency_ms"] = step("latency", lambda: latency.measure(refs, 30 if q else 200, reps))
     r["limit"] = step("limit", lambda: limit.measure(refs, r["frame_latency_ms"], 3 if q else 7))
-    r["end_to_end_ms"] = step("e2e", lambda: e2e.measure(refs["resnet"], records, 3 if q else 20))
+    r["end_to_end_ms"] = step(
+        "e2e", lambda: e2e.measure(refs["resnet"], records, reps, 3 if q else 20)
+    )
     tp = step("throughput", lambda: throughput.measure(refs["resnet"], records, reps))
     r["throughput"] = tp
     r["realtime_factor_one_core"] = tp["realtime_factor_one_core"]

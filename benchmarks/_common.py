@@ -70,8 +70,17 @@ def resolve_bundles(cnn: str | None, resnet: str | None, out: Path) -> dict[str,
             source = "option" if (cnn if model == "cnn" else resnet) else "trained"
             if "cv-" in str(found):
                 source = "cv fold 0 (trained on 4/5 of the records)"
+        found = found.resolve()
         refs[model] = BundleRef(model, found, _checkpoint_for(found), source)
     return refs
+
+
+def shown(p: Path | None) -> str:
+    """A path as reported: relative to the repository where it lies inside it."""
+    if p is None:
+        return "None"
+    p = Path(p).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def sample_frames(config, n_max: int = 64) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from benchmarks._common import BundleRef, pct, print_table, sample_frames, spread
+from benchmarks._common import BundleRef, pct, print_table, sample_frames, shown, spread
 
 
 def _engines(ref: BundleRef) -> dict:
@@ -74,7 +74,7 @@ def measure(refs: dict[str, BundleRef], n_frames: int, repeats: int, warmup: int
             res[p]["spread_p99"] = spread([r["p99"] for r in reps])
             res[p]["cosine_vs_fp32_min"] = agree[p]
             rows.append([model, p, res[p]["p50"], res[p]["p90"], res[p]["p99"], agree[p]])
-        res["n_frames"], res["repeats"], res["bundle"] = n_frames, repeats, str(ref.path)
+        res["n_frames"], res["repeats"], res["bundle"] = n_frames, repeats, shown(ref.path)
         res["bundle_source"] = ref.source
         if "torch" not in eng:
             res["torch_note"] = "no torch checkpoint next to the bundle: torch not measured"

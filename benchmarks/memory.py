@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._common import PY, REPO, BundleRef, print_table, spread
+from benchmarks._common import PY, REPO, BundleRef, print_table, shown, spread
 
 
 def bundle_mb(path: Path) -> float:
@@ -71,7 +71,7 @@ def measure(refs: dict[str, BundleRef], records: list[Path], seconds: float, rep
             "peak_spread": spread([r["peak"] for r in runs]),
             "steady_spread": spread([r["steady"] for r in runs]),
             "seconds": seconds,
-            "bundle": str(ref.path),
+            "bundle": shown(ref.path),
         },
         "bundle_mb": bundle_mb(ref.path),
         "bundle_mb_by_model": {m: bundle_mb(r.path) for m, r in refs.items()},

@@ -65,7 +65,7 @@ def render(r: dict) -> str:
         "",
         "Median over repeats of each repeat's percentile; [min-max of p50 over repeats].",
         "",
-        "| model | engine | p50 | p90 | p99 | p50 range | cosine vs fp32 |",
+        "| model | engine | p50 | p90 | p99 | p50 range | min cosine vs fp32 (4 frames) |",
         "|---|---|---|---|---|---|---|",
     ]
     for model, res in r.get("frame_latency_ms", {}).items():
@@ -128,11 +128,14 @@ def render(r: dict) -> str:
             "## End to end (ms)",
             "",
             "Last sample of the frame entering the agent -> alert at a subscriber of a loopback "
-            "Mosquitto (QoS 1), `ecg-edge replay --speed max --broker`; end_utc has 1 ms resolution.",
+            "Mosquitto (QoS 1), `ecg-edge replay --speed max --broker`; end_utc has 1 ms resolution. "
+            f"Median over {e.get('repeats', 1)} runs of each run's percentile; p99 over runs "
+            f"{e['spread_p99']['min']:.1f}-{e['spread_p99']['max']:.1f} ms, p50 "
+            f"{e['spread_p50']['min']:.1f}-{e['spread_p50']['max']:.1f} ms.",
             "",
             "| path | p50 | p90 | p99 | alerts |",
             "|---|---|---|---|---|",
-            f"| agent -> publisher spool | {_f(a['p50'])} | {_f(a['p90'])} | {_f(a['p99'])} | {e['alerts_sent']} |",
+            f"| agent -> publisher spool | {_f(a['p50'])} | {_f(a['p90'])} | {_f(a['p99'])} | {e['alerts_sent']} (all runs) |",
             f"| agent -> broker -> subscriber | {_f(e['p50'])} | {_f(e['p90'])} | {_f(e['p99'])} | {e['alerts_received']} |",
         ]
     t = r.get("throughput")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import PY, REPO, BundleRef, print_table, spread
+from benchmarks._common import PY, REPO, BundleRef, print_table, shown, spread
 
 
 def _worker(argv: list[str]) -> None:
@@ -112,7 +112,7 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
         "alerts": runs[0]["alert"],
         "records": len(records),
         "repeats": repeats,
-        "bundle": str(ref.path),
+        "bundle": shown(ref.path),
         "hop_s": 10.0,
     }
     rows = [["1 process, CPU 0", rt, float(np.median(one_wall)), rt]]
