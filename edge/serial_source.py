@@ -91,9 +91,14 @@ def open_error_message(device: str, exc: BaseException) -> str:
 
 
 def _suggest_fs(rate: float) -> str:
-    common = (125, 128, 250, 256, 257, 360, 400, 500, 512, 1000, 1024, 2000)
-    best = min(common, key=lambda c: abs(c - rate))
-    return f"{best:g}" if abs(best - rate) <= 0.05 * best else f"{rate:.0f}"
+    """The likely true rate: an ECG rate within 3 % first (a busy host measures a few
+    % off), then the power-of-two rates of some front ends, else the measured value."""
+    for family, tol in (((250, 257, 360, 500, 1000, 2000), 0.03),
+                        ((125, 128, 256, 400, 512, 1024), 0.02)):  # fmt: skip
+        best = min(family, key=lambda c: abs(c - rate))
+        if abs(best - rate) <= tol * best:
+            return f"{best:g}"
+    return f"{rate:.0f}"
 
 
 class SerialSource:

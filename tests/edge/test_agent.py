@@ -265,7 +265,7 @@ class TestSimulatedDevice:
                     assert line, agent.stderr.read()
                     lines.append(line)
             agent.send_signal(signal.SIGTERM)
-            rest, err = agent.communicate(timeout=30)
+            rest, err = agent.communicate(timeout=120)
             assert agent.returncode == 0, err
             events = json_lines("".join(lines) + rest)
             assert events[-1]["type"] == "status" and events[-1]["state"] == "offline"

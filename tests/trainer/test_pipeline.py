@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from bridge.testing import free_port
 from edge.bundle import load_bundle
 from edge.classify import Classifier
 from edge.errors import BundleError, EcgEdgeError
@@ -150,3 +151,34 @@ class TestFitCli:
         assert len(c.history) == 2
         d = train_extractor(signals, labels, tr, va, cfg, tmp_path / "c", resume=True, **quiet)
         assert [r["loss"] for r in d.history] == pytest.approx([r["loss"] for r in a.history])
+
+
+class TestDistributed:
+    @pytest.mark.slow
+    def test_torchrun_two_processes_write_one_bundle(self, samples_dir, tmp_path):
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    f"--master_port={free_port()}", "-m", "trainer.cli"]  # fmt: skip
+        r = subprocess.run(
+            [*torchrun, "fit", str(samples_dir), "--model", "cnn", "--out", str(tmp_path / "b"),
+             "--epochs", "1", "--folds", "2", "--threads", "1"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stderr.count("bundle written to") == 1
+        load_bundle(tmp_path / "b")
+
+
+class TestShippedBundle:
+    @pytest.mark.slow
+    def test_evaluate_reproduces_the_recorded_figures(self, shared_data, tmp_path):
+        """The default bundle's manifest records its figures on the full set; evaluate again."""
+        bundle = load_bundle(None)
+        recorded = bundle.manifest.validation.get("training_set")
+        assert recorded, "the shipped manifest records no training-set figures"
+        r = _run("evaluate", bundle.path, shared_data, "--precision", "both",
+                 "--json", tmp_path / "e.json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        again = json.loads((tmp_path / "e.json").read_text())
+        for precision in ("int8", "fp32"):
+            for k, v in recorded[precision].items():
+                assert again[precision][k] == pytest.approx(v, abs=1e-4), (precision, k)
