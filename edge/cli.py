@@ -43,6 +43,7 @@ _CA = typer.Option(None, "--ca-file", help="CA certificate for mqtts://.")
 _CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.")
 _KEY = typer.Option(None, "--key-file", help="Client key for mqtts://.")
 _FRAMES = typer.Option(False, "--publish-frames", help="Also publish per-frame scores (QoS 0).")
+_HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status heartbeats.")
 
 
 def parse_speed(speed: str | float | None) -> float | None:
@@ -151,7 +152,7 @@ def _open_bundle(bundle: Path | None):
     return load_bundle(bundle)
 
 
-def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle):
+def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle, heartbeat_s):
     if broker is None:
         return None
     from bridge.publish import Publisher
@@ -166,6 +167,7 @@ def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, b
         cert_file=cert_file,
         key_file=key_file,
         publish_frames=frames,
+        heartbeat_s=heartbeat_s,
         bundle_sha256=bundle.sha256,
     ).start()
 
@@ -224,6 +226,7 @@ def replay(
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
+    heartbeat_s: float = _HEARTBEAT,
 ) -> None:
     """Play WFDB records as a live stream through the monitor."""
     from edge.replay import ReplaySource
@@ -232,7 +235,9 @@ def replay(
     pace = parse_speed(speed)
     b = _open_bundle(bundle)
     source = ReplaySource(paths, speed=pace, loop=loop)
-    pub = _publisher(broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b)
+    pub = _publisher(
+        broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
+    )
     code = _run_agent(
         source,
         b,
@@ -267,6 +272,7 @@ def run(
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
+    heartbeat_s: float = _HEARTBEAT,
 ) -> None:
     """Monitor a serial ECG device."""
     from edge.serial_source import SerialSource
@@ -274,7 +280,9 @@ def run(
     check_choice("precision", precision, ("int8", "fp32"))
     b = _open_bundle(bundle)
     source = SerialSource(device, baud=baud, protocol=protocol, fs=fs, lsb_uv=lsb_uv, log=_stderr)
-    pub = _publisher(broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b)
+    pub = _publisher(
+        broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
+    )
     code = _run_agent(
         source,
         b,
