@@ -178,12 +178,15 @@ def crossval(
     seed: int = typer.Option(0, "--seed"),
     patience: int = typer.Option(8, "--patience", min=1),
     threads: int = typer.Option(0, "--threads", min=0),
+    resume: bool = typer.Option(
+        False, "--resume", help="Reuse each fold's finished phase 1, continue unfinished ones."
+    ),
 ) -> None:
     """Cross-validated figures of both heads at both precisions (results.json, results.md)."""
     from trainer.crossval import crossval as run
 
     cfg = _train_config(model, epochs, device, seed, 32, patience, threads)
-    run(data, cfg, out, folds, by_source, log=_log)
+    run(data, cfg, out, folds, by_source, resume=resume, log=_log)
 
 
 if __name__ == "__main__":

@@ -214,7 +214,11 @@ def train_extractor(
         sched.load_state_dict(ck["sched"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best, best_epoch = ck["best"], ck["best_epoch"]
-        log(f"resumed from {ckpt_path} at epoch {start_epoch}")
+        if start_epoch >= cfg.epochs or start_epoch - best_epoch >= cfg.patience:
+            start_epoch = cfg.epochs  # that run had finished (or stopped early): nothing to do
+            log(f"{ckpt_path} is a finished run (best epoch {best_epoch}); reusing it")
+        else:
+            log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     elif resume:
         log(f"no checkpoint in {workdir}; starting from scratch")
     times = []
@@ -294,6 +298,8 @@ def train_extractor(
     if rank == 0 and best_path.is_file():
         model.load_state_dict(torch.load(best_path, map_location=device)["model"])
     model.eval()
+    if not times:  # a finished run reused: report the time it took
+        times = [r["seconds"] for r in history]
     return FitResult(
         model.cpu(), history, best_epoch, float(best), float(np.median(times)) if times else 0.0
     )

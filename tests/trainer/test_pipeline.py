@@ -182,3 +182,22 @@ class TestShippedBundle:
         for precision in ("int8", "fp32"):
             for k, v in recorded[precision].items():
                 assert again[precision][k] == pytest.approx(v, abs=1e-4), (precision, k)
+
+
+class TestReuse:
+    def test_finished_run_is_reused_not_extended(self, samples_dir, tmp_path):
+        from trainer.data import load_cache, scan
+        from trainer.fit import train_extractor
+
+        rep = scan([samples_dir])
+        items, signals = load_cache(rep, cache_dir=tmp_path / "c", workers=1)
+        labels = np.array([it.labels for it in items])
+        cfg = TrainConfig(model="cnn", epochs=2, threads=1)
+        quiet = {"log": lambda *_: None}
+        a = train_extractor(signals, labels, np.arange(10), np.arange(10, 14), cfg,
+                            tmp_path / "w", **quiet)  # fmt: skip
+        b = train_extractor(signals, labels, np.arange(10), np.arange(10, 14), cfg,
+                            tmp_path / "w", resume=True, **quiet)  # fmt: skip
+        assert b.history == a.history and b.best_epoch == a.best_epoch
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q)
