@@ -46,6 +46,7 @@ def crossval(
     out: Path,
     folds: int = 5,
     by_source: bool = False,
+    resume: bool = False,
     log=print,
 ) -> dict:
     rep = scan(data)
@@ -74,6 +75,7 @@ def crossval(
             out / fname / "bundle",
             out / fname / "work",
             rep.summary(),
+            resume=resume,
             log=log,
         )
         epoch_s.append(s.seconds_per_epoch)
