@@ -20,9 +20,12 @@ import psutil
 
 from benchmarks._common import PY, REPO, BundleRef, print_table, shown, spread
 
+BUNDLE_FILES = ("extractor.onnx", "extractor.fp32.onnx", "head.npz", "manifest.json")
+
 
 def bundle_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    """Size of the bundle's own files (what ``ecg-edge`` loads), in MB."""
+    return sum((path / f).stat().st_size for f in BUNDLE_FILES if (path / f).is_file()) / 1e6
 
 
 def _rss(ref: BundleRef, records: list[Path], seconds: float) -> dict:
@@ -76,7 +79,7 @@ def measure(refs: dict[str, BundleRef], records: list[Path], seconds: float, rep
         "bundle_mb": bundle_mb(ref.path),
         "bundle_mb_by_model": {m: bundle_mb(r.path) for m, r in refs.items()},
         "bundle_files_mb": {
-            f.name: f.stat().st_size / 1e6 for f in sorted(ref.path.iterdir()) if f.is_file()
+            f: (ref.path / f).stat().st_size / 1e6 for f in BUNDLE_FILES if (ref.path / f).is_file()
         },
         "import_ms": import_time(repeats=max(3, repeats)),
     }
