@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal as sps
 
+from edge._filters import BlockIIR, butter_bandpass_sections, firwin_lowpass
 from edge.errors import check_int, check_positive, invalid
 
 FS = 500.0  # the rate every model sees
@@ -120,7 +120,7 @@ class Resampler:
         self.identity = self.up == self.down == 1
         if not self.identity:
             m = max(self.up, self.down)
-            h = sps.firwin(2 * half_taps * m + 1, 1.0 / m, window=("kaiser", kaiser_beta))
+            h = firwin_lowpass(2 * half_taps * m + 1, 1.0 / m, kaiser_beta)
             h = h * self.up
             n_phase = -(-len(h) // self.up)
             h = np.concatenate([h, np.zeros(n_phase * self.up - len(h))])
@@ -163,7 +163,7 @@ class Resampler:
 
 
 class BandPass:
-    """Causal Butterworth band-pass, second-order sections, state kept between chunks."""
+    """Causal Butterworth band-pass, state kept between chunks (numpy only: see ``_filters``)."""
 
     def __init__(
         self,
@@ -173,12 +173,12 @@ class BandPass:
         n_leads: int = N_LEADS,
     ) -> None:
         self.n_leads = n_leads
-        self.sos = sps.butter(order, band_hz, btype="bandpass", fs=fs, output="sos")
-        self._zi_unit = sps.sosfilt_zi(self.sos)  # (n_sections, 2), unit step
+        self.sos = butter_bandpass_sections(order, band_hz, fs)  # (order, 6), as scipy's butter
+        self._filter = BlockIIR(self.sos)
         self.reset()
 
     def reset(self) -> None:
-        self._zi: np.ndarray | None = None
+        self._state: np.ndarray | None = None
 
     def push(self, x: np.ndarray) -> np.ndarray:
         """Filter a chunk (n_leads, n) -> (n_leads, n) float64; ``x`` is not modified."""
@@ -186,9 +186,9 @@ class BandPass:
         if x.shape[1] == 0:
             return np.zeros((self.n_leads, 0))
         x = x.astype(np.float64)
-        if self._zi is None:  # steady state for a signal constant at its first value
-            self._zi = self._zi_unit[:, None, :] * x[None, :, 0:1]
-        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._zi)
+        if self._state is None:  # steady state for a signal constant at its first value
+            self._state = self._filter.steady_state(x[:, 0])
+        y, self._state = self._filter.run(x, self._state)
         return y
 
 

@@ -230,10 +230,30 @@ def _read_digital(header: Header) -> np.ndarray:
 
 
 def _read_mat(name: str, path: Path, n_sig: int, n: int) -> np.ndarray:
-    import scipy.io
+    """A MATLAB v4 ``val`` matrix of int16 (as the Challenge ships), read directly.
 
+    Header: five little-endian int32 (type 30 = int16, rows, cols, imag, name
+    length), the name, then the data column by column, which is sample by
+    sample. Anything else (a v5 file) goes through ``scipy.io.loadmat``.
+    """
     if not path.is_file():
         raise RecordError(name, f"no signal file {path}")
+    head = np.fromfile(path, dtype="<i4", count=5)
+    if len(head) == 5 and head[0] == 30 and head[3] == 0 and 0 < head[4] < 64:
+        rows, cols, namlen = int(head[1]), int(head[2]), int(head[4])
+        if rows != n_sig:
+            raise RecordError(name, f"{path.name} holds {rows} signals, header says {n_sig}")
+        raw = np.fromfile(path, dtype="<i2", offset=20 + namlen)
+        if raw.size < rows * cols or cols < n:
+            got = min(cols, raw.size // rows)
+            raise RecordError(name, f"truncated signal: {got} of {n} samples in {path.name}")
+        return raw[: rows * cols].reshape(cols, rows).T[:, :n]
+    return _read_mat_scipy(name, path, n_sig, n)
+
+
+def _read_mat_scipy(name: str, path: Path, n_sig: int, n: int) -> np.ndarray:
+    import scipy.io
+
     try:
         val = scipy.io.loadmat(str(path))["val"]
     except KeyError as exc:
@@ -282,5 +302,3 @@ def find_records(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]
         else:
             raise RecordError(str(p), "no such record or folder")
     return list(dict.fromkeys(out))
-
-
