@@ -49,21 +49,26 @@ class Framer:
     def __init__(
         self, hop_samples: int = 5000, frame_samples: int = FRAME_SAMPLES, n_leads: int = N_LEADS
     ) -> None:
-        self.hop = check_int("hop_samples", hop_samples, min_value=1)
         self.size = check_int("frame_samples", frame_samples, min_value=1)
+        self.hop = check_int("hop_samples", hop_samples, min_value=1)
+        if self.hop > self.size:
+            raise invalid("hop_samples", f"at most frame_samples ({self.size})", hop_samples)
         self.n_leads = n_leads
         self.reset()
 
     def reset(self, start_sample: int = 0) -> None:
         """Forget the buffer; the next sample pushed has index ``start_sample``."""
-        self._buf = np.zeros((self.n_leads, 0), dtype=np.float32)
-        self._buf_start = start_sample  # stream index of _buf[:, 0]
+        # Twice the frame: samples are appended at _end; when it reaches the far side,
+        # the last frame's worth moves to the front (each sample is copied about twice).
+        self._store = np.zeros((self.n_leads, 2 * self.size), dtype=np.float32)
+        self._end = 0  # _store[:, :_end] holds samples; the frame is the last `size` of them
+        self._next = start_sample  # stream index of the next sample
         self._since_emit = 0
 
     @property
     def next_sample(self) -> int:
         """Stream index of the next sample to be pushed."""
-        return self._buf_start + self._buf.shape[1]
+        return self._next
 
     def push(self, x: np.ndarray) -> list[Frame]:
         """Append (n_leads, n) samples; return the frames completed by them."""
@@ -85,14 +90,19 @@ class Framer:
         return [self._emit()] if self._since_emit > 0 else []
 
     def _append(self, x: np.ndarray) -> None:
-        buf = np.concatenate([self._buf, x.astype(np.float32, copy=False)], axis=1)
-        drop = max(0, buf.shape[1] - self.size)
-        self._buf = buf[:, drop:]
-        self._buf_start += drop
+        n = x.shape[1]  # at most one hop <= size
+        if self._end + n > self._store.shape[1]:
+            keep = min(self._end, self.size)
+            self._store[:, :keep] = self._store[:, self._end - keep : self._end]
+            self._end = keep
+        self._store[:, self._end : self._end + n] = x
+        self._end += n
+        self._next += n
 
     def _emit(self) -> Frame:
         self._since_emit = 0
-        return Frame(self._buf.copy(), self._buf_start, self.next_sample)
+        n = min(self._end, self.size)
+        return Frame(self._store[:, self._end - n : self._end].copy(), self._next - n, self._next)
 
 
 def record_frames(

@@ -92,6 +92,7 @@ class QualityReport:
         }
 
 
+_ROBUST_SAMPLES = 5000
 _PROBLEMS = ("lead off", "flat line", "clipping", "excessive noise", "baseline wander")
 
 
@@ -134,9 +135,12 @@ class QualityChecker:
         at_rail = (r64 >= hi - c.clip_tol_mv) | (r64 <= lo + c.clip_tol_mv)
         spread = (hi - lo)[:, 0]
         clip_fraction = np.where(spread > c.flat_ptp_mv, at_rail.mean(axis=1), 0.0)
-        d = np.diff(r64, axis=1)
+        # Robust statistics on about 5000 samples per lead: as good an estimate as all
+        # 15000 and a third of the time (they were the agent's largest cost per frame).
+        step = max(1, n // _ROBUST_SAMPLES)
+        d = np.diff(r64, axis=1)[:, ::step]
         mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) * 1.4826
-        p1, p99 = np.percentile(x64, [1, 99], axis=1)
+        p1, p99 = np.percentile(x64[:, ::step], [1, 99], axis=1)
         noise_ratio = mad / np.maximum(p99 - p1, c.flat_ptp_mv)
         flat = flat_fraction > c.flat_max_fraction
         masks = [
