@@ -91,7 +91,8 @@ class BlockIIR:
     """A linear filter in state space, run in blocks; state per channel kept between calls."""
 
     def __init__(self, sos: np.ndarray, block: int = _BLOCK) -> None:
-        A, B, C, D = _state_space(np.asarray(sos, dtype=np.float64))
+        self.sos = np.asarray(sos, dtype=np.float64)
+        A, B, C, D = _state_space(self.sos)
         n = len(A)
         self.block = block
         powers = [np.eye(n)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -162,6 +163,12 @@ class Resampler:
         return np.einsum("lkt,kt->lk", win, self.phases[p])
 
 
+@lru_cache(maxsize=8)
+def _bandpass_filter(order: int, band_hz: tuple[float, float], fs: float) -> BlockIIR:
+    """Designed once per parameters (a replay of many records reuses it); read-only."""
+    return BlockIIR(butter_bandpass_sections(order, band_hz, fs))
+
+
 class BandPass:
     """Causal Butterworth band-pass, state kept between chunks (numpy only: see ``_filters``)."""
 
@@ -173,8 +180,8 @@ class BandPass:
         n_leads: int = N_LEADS,
     ) -> None:
         self.n_leads = n_leads
-        self.sos = butter_bandpass_sections(order, band_hz, fs)  # (order, 6), as scipy's butter
-        self._filter = BlockIIR(self.sos)
+        self._filter = _bandpass_filter(order, tuple(band_hz), float(fs))
+        self.sos = self._filter.sos  # (order, 6), as scipy's butter
         self.reset()
 
     def reset(self) -> None:

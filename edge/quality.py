@@ -93,6 +93,7 @@ class QualityReport:
 
 
 _ROBUST_SAMPLES = 5000
+_WANDER_STEP = 4  # a 1-s median of the baseline from every 4th sample (125 of 500)
 _PROBLEMS = ("lead off", "flat line", "clipping", "excessive noise", "baseline wander")
 
 
@@ -130,7 +131,7 @@ class QualityChecker:
         n_win = max(1, n // win)
         rw = r64[:, : n_win * win].reshape(N_LEADS, n_win, -1) if n >= win else r64[:, None, :]
         flat_fraction = (np.ptp(rw, axis=2) < c.flat_ptp_mv).mean(axis=1)
-        wander = np.ptp(np.median(rw, axis=2), axis=1)
+        wander = np.ptp(np.median(rw[:, :, ::_WANDER_STEP], axis=2), axis=1)
         hi, lo = r64.max(axis=1, keepdims=True), r64.min(axis=1, keepdims=True)
         at_rail = (r64 >= hi - c.clip_tol_mv) | (r64 <= lo + c.clip_tol_mv)
         spread = (hi - lo)[:, 0]
