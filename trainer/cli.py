@@ -100,7 +100,9 @@ def _train_config(
 @app.command()
 def fit(
     data: list[Path] = typer.Argument(..., help="Folders or records of WFDB training data."),
-    model: str = typer.Option("resnet", "--model", help="cnn (Model 1) or resnet (Model 2)."),
+    model: str = typer.Option(
+        "cnn", "--model", help="cnn (Model 1, the shipped one) or resnet (Model 2)."
+    ),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -167,7 +169,7 @@ def evaluate(
 @app.command()
 def crossval(
     data: list[Path] = typer.Argument(..., help="Folders or records of WFDB data."),
-    model: str = typer.Option("resnet", "--model"),
+    model: str = typer.Option("cnn", "--model", help="cnn (Model 1) or resnet (Model 2)."),
     out: Path = typer.Option(..., "--out", help="Folder for per-fold bundles and results."),
     folds: int = typer.Option(5, "--folds", min=2),
     by_source: bool = typer.Option(
