@@ -201,9 +201,20 @@ class SerialSource:
             self._close_port()
 
     def close(self) -> None:
-        """Stop :meth:`chunks` and release the port; safe to call twice, from any thread."""
+        """Stop :meth:`chunks` and release the port; safe to call twice, from any thread,
+        and from a signal handler that interrupted a read in this very thread."""
         self._stop.set()
-        self._close_port()
+        if self._lock.acquire(blocking=False):
+            try:
+                ser, self._ser = self._ser, None
+            finally:
+                self._lock.release()
+            if ser is not None:
+                with contextlib.suppress(serial.SerialException, OSError):
+                    ser.close()
+        # else a read holds the port (it returns within max_latency_s): chunks() sees the
+        # stop flag and closes the port in its `finally`. Waiting for the lock here
+        # would deadlock when a SIGTERM handler runs on top of that read.
 
     def __enter__(self) -> SerialSource:
         return self

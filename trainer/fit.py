@@ -247,7 +247,7 @@ def train_extractor(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(x)
+            total += loss.item() * len(x)
             count += len(x)
             bar.set_postfix(loss=f"{total / count:.4f}")
         times.append(time.perf_counter() - t0)

@@ -251,6 +251,28 @@ class TestClose:
             source.close()
             source.close()
 
+    def test_close_from_a_signal_handler_during_a_read(self):
+        """SIGTERM lands on the main thread while it blocks in a read (holding the port):
+        close() must not wait for that read (it once deadlocked the agent)."""
+        import signal
+
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        try:
+            source = SerialSource(os.ttyname(slave), check_rate=False)
+            old = signal.signal(signal.SIGALRM, lambda *_: source.close())
+            signal.setitimer(signal.ITIMER_REAL, 0.3, 0.01)  # repeats: some land in a read
+            t0 = time.monotonic()
+            try:
+                assert list(source.chunks()) == []  # a silent device: no samples
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+            assert time.monotonic() - t0 < 5.0
+        finally:
+            os.close(master)
+            os.close(slave)
+
 
 class TestSimulateDeviceMain:
     def test_prints_the_port_first_and_plays_the_record(self, record_path):
