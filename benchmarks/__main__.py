@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="CI mode: fewer frames, no ARM")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     ap.add_argument("--cnn-bundle", help="Model 1 bundle (default runs/cnn-full/bundle)")
-    ap.add_argument("--resnet-bundle", help="Model 2 bundle (default edge/default_bundle)")
+    ap.add_argument("--resnet-bundle", help="Model 2 bundle (default runs/resnet-full-u8)")
     ap.add_argument("--skip-arm", action="store_true", help="do not run the aarch64 emulation")
     ap.add_argument("--repeats", type=int, default=None, help="repeats of each timing")
     a = ap.parse_args(argv)

@@ -27,14 +27,20 @@ class BundleRef:
     source: str
 
 
-def _has_manifest(p: Path | None) -> bool:
-    return p is not None and (p / "manifest.json").is_file()
+def _has_manifest(p: Path | None, model: str | None = None) -> bool:
+    """A bundle folder (of ``model``, when given: the default bundle may be either)."""
+    if p is None or not (p / "manifest.json").is_file():
+        return False
+    import json
+
+    return model is None or json.loads((p / "manifest.json").read_text())["model"] == model
 
 
 def _checkpoint_for(bundle: Path) -> Path | None:
     cands = [Path(str(bundle) + ".work") / "best.pt", bundle.parent / "work" / "best.pt"]
     if bundle.resolve() == (REPO / "edge" / "default_bundle").resolve():
-        cands.append(REPO / "runs" / "resnet-full" / "bundle.work" / "best.pt")
+        # the shipped bundle has no torch checkpoint; it was copied from runs/cnn-full
+        cands.append(REPO / "runs" / "cnn-full" / "bundle.work" / "best.pt")
     return next((c for c in cands if c.is_file()), None)
 
 
@@ -54,17 +60,32 @@ def resolve_bundles(cnn: str | None, resnet: str | None, out: Path) -> dict[str,
     choices = {
         "cnn": [Path(cnn)]
         if cnn
-        else [REPO / "runs" / "cnn-full" / "bundle", REPO / "runs" / "cv-cnn" / "fold0" / "bundle"],
+        else [
+            REPO / "runs" / "cnn-full" / "bundle",
+            REPO / "edge" / "default_bundle",
+            REPO / "runs" / "cv-cnn" / "fold0" / "bundle",
+        ],
         "resnet": [Path(resnet)]
         if resnet
-        else [REPO / "edge" / "default_bundle", REPO / "runs" / "resnet-full" / "bundle"],
+        else [
+            REPO / "runs" / "resnet-full-u8" / "bundle",
+            REPO / "runs" / "resnet-full" / "bundle",
+            REPO / "edge" / "default_bundle",
+        ],
     }
     refs = {}
     for model, paths in choices.items():
-        found = next((p for p in paths if _has_manifest(p)), None)
+        # a bundle with its torch checkpoint (torch eager is measured beside onnxruntime)
+        found = next(
+            (p for p in paths if _has_manifest(p, model) and _checkpoint_for(p) is not None),
+            None,
+        )
         if found is None:
             if (model == "cnn" and cnn) or (model == "resnet" and resnet):
-                raise SystemExit(f"error: bundle {paths[0]} has no manifest.json")
+                raise SystemExit(
+                    f"error: {paths[0]} is not a {model} bundle with its torch checkpoint "
+                    f"({paths[0]}.work/best.pt)"
+                )
             found, source = _build_tiny(model, out), "tiny (edge/samples, 1 epoch)"
         else:
             source = "option" if (cnn if model == "cnn" else resnet) else "trained"
