@@ -14,30 +14,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from edge.bundle import Bundle
 from trainer.data import kfold, load_cache, scan, source_folds, tqdm_progress
-from trainer.evaluate import frame_scores
-from trainer.export import onnx_features
 from trainer.fit import TrainConfig
 from trainer.heads import record_max
 from trainer.labels import class_codes
 from trainer.metrics import score_all
-from trainer.pipeline import RecordFrames, edge_frames, fit_bundle
+from trainer.pipeline import edge_features, fit_bundle, head_probabilities
 
 HEADS = ("svm", "sigmoid")
 PRECISIONS = ("fp32", "int8")
-
-
-def _sigmoid_head_scores(
-    model: torch.nn.Module, bundle: Bundle, rf: RecordFrames, precision: str
-) -> np.ndarray:
-    """Phase 1's dense sigmoid head applied to the fp32 or int8 extractor's features."""
-    feats = onnx_features(bundle.extractor_path(precision), rf.frames)
-    with torch.no_grad():
-        probs = torch.sigmoid(model.head(torch.from_numpy(feats))).numpy()
-    return record_max(probs, rf.groups)[1]
 
 
 def crossval(
@@ -79,11 +65,15 @@ def crossval(
             log=log,
         )
         epoch_s.append(s.seconds_per_epoch)
-        rf = edge_frames([items[i] for i in test])
+        rf = edge_features(
+            [items[i] for i in test],
+            {p: s.bundle.extractor_path(p) for p in PRECISIONS},
+        )
         row = {"fold": fname, "n_test": len(test), "seconds": 0.0}
         for p in PRECISIONS:
-            _, sv = record_max(frame_scores(s.bundle, rf, p), rf.groups)
-            sg = _sigmoid_head_scores(s.model, s.bundle, rf, p)
+            feats = rf.features[p]
+            _, sv = record_max(s.bundle.head.scores(feats), rf.groups)
+            _, sg = record_max(head_probabilities(s.model, feats), rf.groups)
             for h, sc, thr in (
                 ("svm", sv, s.bundle.head.thresholds),
                 ("sigmoid", sg, s.sigmoid_thresholds),

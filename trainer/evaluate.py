@@ -23,7 +23,7 @@ from edge.records import read_record
 from trainer.data import Item, scan
 from trainer.labels import NORMAL_CODE, reward_matrix
 from trainer.metrics import Scores, score_all
-from trainer.pipeline import HOP_SAMPLES, RecordFrames
+from trainer.pipeline import HOP_SAMPLES
 
 
 @dataclass
@@ -38,15 +38,6 @@ class Evaluation:
     figures: Scores
 
 
-def frame_scores(
-    bundle: Bundle, rf: RecordFrames, precision: str, threads: int = 2, batch: int = 16
-) -> np.ndarray:
-    """(n_frames, K) decision values through the edge's Classifier."""
-    clf = Classifier(bundle, precision, threads=threads)
-    out = [clf.scores(rf.frames[i : i + batch]) for i in range(0, len(rf.frames), batch)]
-    return np.concatenate(out)
-
-
 def evaluate_items(
     bundle: Bundle, items: list[Item], precisions: list[str], threads: int = 2
 ) -> dict[str, Evaluation]:
@@ -55,21 +46,29 @@ def evaluate_items(
         raise EcgEdgeError("no usable records to evaluate")
     codes = list(bundle.manifest.codes)
     labels = np.array([it.labels for it in items])
-    records = [read_record(it.header) for it in items]
+    classifiers = {p: Classifier(bundle, p, threads=threads) for p in precisions}
+    scores = {p: np.zeros(labels.shape, dtype=np.float32) for p in precisions}
+    # one record in memory at a time: the full Challenge set is 43,101 of them
+    for i, it in enumerate(_progress(items, "scoring")):
+        rec = read_record(it.header)
+        for p, clf in classifiers.items():
+            scores[p][i] = np.max([s for _, s in score_record(clf, rec, HOP_SAMPLES)], axis=0)
     out = {}
-    for p in precisions:
-        clf = Classifier(bundle, p, threads=threads)
-        s = np.stack(
-            [
-                np.max([scores for _, scores in score_record(clf, rec, HOP_SAMPLES)], axis=0)
-                for rec in records
-            ]
-        )
+    for p, s in scores.items():
         d = s >= bundle.head.thresholds
         out[p] = Evaluation(
             p, [it.name for it in items], labels, s, d, score_all(labels, d, s, codes)
         )
     return out
+
+
+def _progress(items: list, desc: str):
+    """A progress bar on stderr when it is a terminal."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
 def evaluate(

@@ -95,16 +95,25 @@ def quantize_int8(
     return out_path
 
 
-def onnx_features(path: Path, frames: np.ndarray, threads: int = 2, batch: int = 16) -> np.ndarray:
-    """Run an exported extractor with onnxruntime (the edge's own runtime)."""
+def feature_session(path: Path, threads: int = 2) -> ort.InferenceSession:
+    """An onnxruntime session over an exported extractor (the edge's own runtime)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_features(sess: ort.InferenceSession, frames: np.ndarray, batch: int = 16) -> np.ndarray:
+    """(n, 12, 15000) frames -> (n, n_features) through ``sess``."""
     out = [
         sess.run([OUTPUT], {INPUT: frames[i : i + batch].astype(np.float32)})[0]
         for i in range(0, len(frames), batch)
     ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def onnx_features(path: Path, frames: np.ndarray, threads: int = 2, batch: int = 16) -> np.ndarray:
+    """Run an exported extractor on frames in memory."""
+    return run_features(feature_session(path, threads), frames, batch)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,19 @@ import numpy as np
 import torch
 
 from edge.bundle import Bundle, ClassInfo, Head, Manifest, write_bundle
-from edge.dsp import DspConfig, preprocess
+from edge.dsp import DspConfig, output_length, preprocess
 from edge.errors import EcgEdgeError
 from edge.framer import record_frames
 from edge.records import read_record
 from trainer.data import Item, kfold
-from trainer.export import compare_features, export_fp32, onnx_features, quantize_int8
-from trainer.fit import TrainConfig, predict, train_extractor
+from trainer.export import (
+    compare_features,
+    export_fp32,
+    feature_session,
+    quantize_int8,
+    run_features,
+)
+from trainer.fit import TrainConfig, train_extractor
 from trainer.heads import HeadReport, fit_heads, record_max, tune_thresholds
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix, scored_classes
 from trainer.metrics import challenge_metric
@@ -41,20 +47,78 @@ class RecordFrames:
     names: list[str]
 
 
+def record_model_inputs(
+    item: Item, config: DspConfig | None = None, hop_samples: int = HOP_SAMPLES
+) -> np.ndarray:
+    """(n_frames, 12, 15000) model inputs of one record, cut by the edge's own code."""
+    config = config or DspConfig()
+    rec = read_record(item.header)
+    x = preprocess(rec.signal, rec.fs, config)
+    frames = record_frames(x, hop_samples, config.frame_samples)
+    return np.stack([fr.model_input(config) for fr in frames])
+
+
 def edge_frames(
     items: list[Item], config: DspConfig | None = None, hop_samples: int = HOP_SAMPLES
 ) -> RecordFrames:
-    """Every frame of every record, cut by the edge's own code (dsp + framer)."""
-    config = config or DspConfig()
-    frames, groups = [], []
-    for i, it in enumerate(items):
-        rec = read_record(it.header)
-        for fr in record_frames(
-            preprocess(rec.signal, rec.fs, config), hop_samples, config.frame_samples
-        ):
-            frames.append(fr.model_input(config))
-            groups.append(i)
-    return RecordFrames(np.stack(frames), np.array(groups), [it.name for it in items])
+    """Every frame of every record in memory (small sets; see :func:`edge_features`)."""
+    per = [record_model_inputs(it, config, hop_samples) for it in items]
+    groups = np.concatenate([np.full(len(f), i) for i, f in enumerate(per)])
+    return RecordFrames(np.concatenate(per), groups, [it.name for it in items])
+
+
+def n_frames_of(item: Item, hop_samples: int = HOP_SAMPLES) -> int:
+    """How many frames the edge emits for a record, from its header alone."""
+    n = output_length(item.n_samples, item.fs)
+    return n // hop_samples + (1 if n % hop_samples else 0)
+
+
+@dataclass
+class RecordFeatures:
+    """Extractor features of every frame of every record (frames are not kept)."""
+
+    features: dict[str, np.ndarray]  # extractor name -> (n_frames, n_features)
+    groups: np.ndarray  # (n_frames,) index of the record of each frame
+
+
+def edge_features(
+    items: list[Item], extractors: dict[str, Path], hop_samples: int = HOP_SAMPLES
+) -> RecordFeatures:
+    """Features of each extractor for every frame, one record in memory at a time.
+
+    The full Challenge set (43,101 records) would need some 60 GB as frames.
+    """
+    sessions = {k: feature_session(p) for k, p in extractors.items()}
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in extractors}
+    groups = []
+    for i, it in enumerate(_progress(items, "features")):
+        frames = record_model_inputs(it, None, hop_samples)
+        for k, sess in sessions.items():
+            feats[k].append(run_features(sess, frames))
+        groups.append(np.full(len(frames), i))
+    return RecordFeatures({k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(groups))
+
+
+def calibration_frames(items: list[Item], n: int, seed: int) -> np.ndarray:
+    """``n`` frames drawn at random among all the records' frames (for int8 calibration)."""
+    counts = np.array([n_frames_of(it) for it in items])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    picks = np.random.default_rng(seed).permutation(int(counts.sum()))[:n]
+    rec_of = np.searchsorted(starts, picks, side="right") - 1
+    out = np.empty((len(picks), 12, DspConfig().frame_samples), dtype=np.float32)
+    for r in np.unique(rec_of):
+        frames = record_model_inputs(items[r])
+        for j in np.where(rec_of == r)[0]:
+            out[j] = frames[picks[j] - starts[r]]
+    return out
+
+
+def _progress(items: list, desc: str):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
 @dataclass
@@ -98,12 +162,12 @@ def fit_bundle(
     )
 
     train_items = [items[i] for i in train_idx]
-    rf = edge_frames(train_items)
     workdir.mkdir(parents=True, exist_ok=True)
     fp32_path = export_fp32(fit.model, workdir / "extractor.fp32.onnx")
-    rng = np.random.default_rng(cfg.seed)
-    calib = rf.frames[rng.permutation(len(rf.frames))[:96]]
-    feats_fp32 = onnx_features(fp32_path, rf.frames)
+    calib = calibration_frames(train_items, 96, cfg.seed)
+    int8_path = quantize_int8(fp32_path, workdir / "extractor.onnx", calib, "minmax")
+    rf = edge_features(train_items, {"fp32": fp32_path, "int8": int8_path})
+    feats_fp32 = rf.features["fp32"]
     frame_labels = labels[train_idx][rf.groups]
     phase2_folds, phase2_scheme = _phase2_folds(train_items, inner)
     frame_folds = phase2_folds[rf.groups]
@@ -118,8 +182,11 @@ def fit_bundle(
     _, rep_fp32 = heads_for(feats_fp32, "fp32")
     chosen = None
     for method in ("minmax", "percentile"):
-        int8_path = quantize_int8(fp32_path, workdir / "extractor.onnx", calib, method)
-        feats_int8 = onnx_features(int8_path, rf.frames)
+        if method == "minmax":
+            feats_int8 = rf.features["int8"]
+        else:
+            int8_path = quantize_int8(fp32_path, workdir / "extractor.onnx", calib, method)
+            feats_int8 = edge_features(train_items, {"int8": int8_path}).features["int8"]
         agree = compare_features(feats_fp32, feats_int8)
         head_int8, rep_int8 = heads_for(feats_int8, f"int8 {method}")
         loss = rep_fp32.oof_challenge_metric - rep_int8.oof_challenge_metric
@@ -139,9 +206,9 @@ def fit_bundle(
     method, agree, head, rep = chosen
 
     # The sigmoid head of phase 1, thresholds tuned on the early-stopping records.
-    vf = edge_frames([items[i] for i in p1_val])
-    probs, _ = predict(fit.model, vf.frames, torch.device("cpu"))
-    _, prec = record_max(probs, vf.groups)
+    in_val = np.isin(train_idx[rf.groups], p1_val)
+    probs = head_probabilities(fit.model, feats_fp32[in_val])
+    _, prec = record_max(probs, rf.groups[in_val])  # records in train_idx order, like p1_val
     sig_thr = tune_thresholds(labels[p1_val], prec, weights, normal, init=np.full(len(codes), 0.5))
 
     manifest = Manifest(
@@ -214,10 +281,10 @@ def with_validation(bundle: Bundle, figures: dict) -> Bundle:
     )
 
 
-def sigmoid_scores(model: torch.nn.Module, rf: RecordFrames) -> np.ndarray:
-    """Record-level (max over frames) sigmoid probabilities of the phase 1 head."""
-    probs, _ = predict(model, rf.frames, torch.device("cpu"))
-    return record_max(probs, rf.groups)[1]
+def head_probabilities(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
+    """Phase 1's dense sigmoid head on extractor features: (n, D) -> (n, K) probabilities."""
+    with torch.no_grad():
+        return torch.sigmoid(model.head(torch.from_numpy(features))).numpy()
 
 
 def metric_of(labels: np.ndarray, outputs: np.ndarray) -> float:

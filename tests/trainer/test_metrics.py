@@ -371,7 +371,10 @@ class TestProperties:
         for name in ("auroc", "auprc", "accuracy", "f_measure", "f_beta", "g_beta"):
             value = getattr(s, name)
             assert math.isnan(value) or -1e-12 <= value <= 1 + 1e-12, name
-        assert s.challenge_metric <= 1 + 1e-9
+        # Not bounded by 1: the official formula gives partial credit for extra outputs,
+        # so e.g. one record labelled with 23 of 24 classes and output with all 24
+        # scores 1.0003 (hypothesis found it). Finite is what holds.
+        assert math.isfinite(s.challenge_metric)
 
     def test_inputs_are_not_mutated(self):
         labels, outputs, scores = _random_case(3, 10, len(CODES), 0.2)
