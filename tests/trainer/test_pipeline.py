@@ -201,3 +201,20 @@ class TestReuse:
         assert b.history == a.history and b.best_epoch == a.best_epoch
         for p, q in zip(a.model.parameters(), b.model.parameters()):
             assert torch.equal(p, q)
+
+
+class TestCrossval:
+    @pytest.mark.slow
+    def test_both_heads_both_precisions_pooled_and_per_fold(self, samples_dir, tmp_path):
+        r = _run("crossval", samples_dir, "--model", "cnn", "--out", tmp_path / "cv",
+                 "--folds", "2", "--epochs", "1", "--threads", "1")  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        res = json.loads((tmp_path / "cv" / "results.json").read_text())
+        keys = {"svm_fp32", "svm_int8", "sigmoid_fp32", "sigmoid_int8"}
+        assert set(res["pooled"]) == keys
+        assert len(res["per_fold"]) == 2 and sum(f["n_test"] for f in res["per_fold"]) == 14
+        for fig in res["pooled"].values():
+            assert -1 <= fig["challenge_metric"] <= 1.01
+        table = (tmp_path / "cv" / "results.md").read_text()
+        assert table.count("| svm |") == 4 and "fold mean" in table
+        load_bundle(tmp_path / "cv" / "fold0" / "bundle")
