@@ -342,6 +342,33 @@ def info(
                 if len(shown) > 100:
                     shown = shown[:97] + "..."
                 print(f"  {k:<24} {shown}")
+    _print_figures(m.validation)
+
+
+_FIGURES = ("auroc", "auprc", "accuracy", "f_measure", "f_beta", "g_beta", "challenge_metric")
+
+
+def _print_figures(validation: dict) -> None:
+    """The seven Challenge figures the manifest records, as a table (SVM head, int8 first)."""
+    rows = []
+    for key, label in (("cross_validation", "cross-validation"),
+                       ("leave_one_source_out", "leave one source out")):  # fmt: skip
+        for kind in ("pooled", "fold_mean"):
+            figs = validation.get(key, {}).get(kind, {})
+            for head_prec in ("svm_int8", "svm_fp32"):
+                if head_prec in figs:
+                    rows.append((f"{label}, {kind.replace('_', ' ')}", head_prec, figs[head_prec]))
+    for prec, figs in validation.get("training_set", {}).items():
+        rows.append(("training set (in-sample)", f"svm_{prec}", figs))
+    if not rows:
+        return
+    print("figures    " + " ".join(f"{f[:9]:>9}" for f in _FIGURES))
+    for label, head_prec, figs in rows:
+        vals = " ".join(
+            f"{figs[f]:>9.3f}" if isinstance(figs.get(f), (int, float)) else f"{'n/a':>9}"
+            for f in _FIGURES
+        )
+        print(f"  {label}, {head_prec}\n           {vals}")
 
 
 main = entry_point(app)

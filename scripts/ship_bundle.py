@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from edge.bundle import default_bundle_path, load_bundle
+from trainer.crossval import fold_means
 from trainer.data import scan
 from trainer.evaluate import evaluate_items
 from trainer.pipeline import with_validation
@@ -43,7 +44,12 @@ def main() -> None:
     for key, path in (("cross_validation", args.cv), ("leave_one_source_out", args.lodo)):
         if path and path.is_file():
             r = json.loads(path.read_text())
-            figures[key] = {"scheme": r["scheme"], "model": r["model"], "pooled": r["pooled"]}
+            figures[key] = {
+                "scheme": r["scheme"],
+                "model": r["model"],
+                "pooled": r["pooled"],
+                "fold_mean": fold_means(r),
+            }
     bundle = with_validation(bundle, figures)
     print(json.dumps(figures["training_set"], indent=2))
     print(f"default bundle: {bundle.path} sha256 {bundle.sha256}")
