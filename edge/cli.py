@@ -231,25 +231,11 @@ def replay(
     """Play WFDB records as a live stream through the monitor."""
     from edge.replay import ReplaySource
 
-    check_choice("precision", precision, ("int8", "fp32"))
     pace = parse_speed(speed)
-    b = _open_bundle(bundle)
-    source = ReplaySource(paths, speed=pace, loop=loop)
-    pub = _publisher(
-        broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
+    _monitor(
+        lambda: ReplaySource(paths, speed=pace, loop=loop),
+        **_agent_options(locals()),
     )
-    code = _run_agent(
-        source,
-        b,
-        as_json=as_json,
-        publisher=pub,
-        precision=precision,
-        threads=threads,
-        hop_s=hop_s,
-        confirm=confirm,
-        device_id=device_id,
-    )
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -277,9 +263,32 @@ def run(
     """Monitor a serial ECG device."""
     from edge.serial_source import SerialSource
 
+    _monitor(
+        lambda: SerialSource(
+            device, baud=baud, protocol=protocol, fs=fs, lsb_uv=lsb_uv, log=_stderr
+        ),
+        **_agent_options(locals()),
+    )
+
+
+_AGENT_OPTIONS = (
+    "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
+    "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s",
+)  # fmt: skip
+
+
+def _agent_options(options: dict) -> dict:
+    """The options ``replay`` and ``run`` share, picked from a command's arguments."""
+    return {k: options[k] for k in _AGENT_OPTIONS}
+
+
+def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
+             device_id, spool, ca_file, cert_file, key_file, publish_frames,
+             heartbeat_s) -> None:  # fmt: skip
+    """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
     b = _open_bundle(bundle)
-    source = SerialSource(device, baud=baud, protocol=protocol, fs=fs, lsb_uv=lsb_uv, log=_stderr)
+    source = make_source()
     pub = _publisher(
         broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
     )
