@@ -23,7 +23,6 @@ scored nor listed as unscored by the Challenge are kept, with a
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ScoringError
+from edge.records import parse_dx
 from trainer.labels import canonical_code, class_codes, label_vector, unscored_codes
 
-_DX = re.compile(r"^\s*#\s*Dx\s*:(.*)$", re.IGNORECASE)
 _TRUE = frozenset({"1", "True", "true", "T", "t"})  # the official reader's "positive" tokens
 _FALSE = frozenset({"0", "False", "false", "F", "f"})
 
@@ -56,18 +55,12 @@ def parse_dx_codes(header_lines: Iterable[str], source: str = "header") -> tuple
     >>> parse_dx_codes(["A0001 12 500 7500", "#Age: 74", "# Dx: 59118001, 164889003"])
     ('59118001', '164889003')
     """
-    codes: list[str] = []
-    found = False
-    for line in header_lines:
-        m = _DX.match(line)
-        if m:
-            found = True
-            codes.extend(c.strip() for c in m.group(1).split(",") if c.strip())
-    if not found:
+    codes = parse_dx([line.strip() for line in header_lines])
+    if codes is None:
         raise ScoringError(f"{source}: no '#Dx:' line with the diagnoses")
     if not codes:
         raise ScoringError(f"{source}: the '#Dx:' line lists no code")
-    return tuple(dict.fromkeys(codes))
+    return codes
 
 
 def read_label_dir(directory: str | Path) -> dict[str, frozenset[str]]:

@@ -206,6 +206,13 @@ def load_cache(
     return items, signals
 
 
+def progress(items: list, desc: str):
+    """``items`` with a progress bar on stderr when it is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+
+
 def tqdm_progress(desc: str) -> Callable[[Iterable, int], Iterable]:
     """A progress wrapper for :func:`load_cache` (tqdm on stderr)."""
     from tqdm import tqdm

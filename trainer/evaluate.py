@@ -20,7 +20,7 @@ from edge.bundle import Bundle, load_bundle
 from edge.classify import Classifier
 from edge.errors import EcgEdgeError, check_choice
 from edge.records import read_record
-from trainer.data import Item, scan
+from trainer.data import Item, progress, scan
 from trainer.labels import NORMAL_CODE, reward_matrix
 from trainer.metrics import Scores, score_all
 from trainer.pipeline import HOP_SAMPLES
@@ -49,7 +49,7 @@ def evaluate_items(
     classifiers = {p: Classifier(bundle, p, threads=threads) for p in precisions}
     scores = {p: np.zeros(labels.shape, dtype=np.float32) for p in precisions}
     # one record in memory at a time: the full Challenge set is 43,101 of them
-    for i, it in enumerate(_progress(items, "scoring")):
+    for i, it in enumerate(progress(items, "scoring")):
         rec = read_record(it.header)
         for p, clf in classifiers.items():
             scores[p][i] = np.max([s for _, s in score_record(clf, rec, HOP_SAMPLES)], axis=0)
@@ -60,15 +60,6 @@ def evaluate_items(
             p, [it.name for it in items], labels, s, d, score_all(labels, d, s, codes)
         )
     return out
-
-
-def _progress(items: list, desc: str):
-    """A progress bar on stderr when it is a terminal."""
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
 def evaluate(

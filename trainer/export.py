@@ -111,11 +111,6 @@ def run_features(sess: ort.InferenceSession, frames: np.ndarray, batch: int = 16
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def onnx_features(path: Path, frames: np.ndarray, threads: int = 2, batch: int = 16) -> np.ndarray:
-    """Run an exported extractor on frames in memory."""
-    return run_features(feature_session(path, threads), frames, batch)
-
-
 @dataclass(frozen=True)
 class FeatureAgreement:
     """int8 features against fp32 on the same frames."""

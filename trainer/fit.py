@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.dsp import FRAME_SAMPLES, DspConfig, make_frame, normalize
+from edge.dsp import FRAME_SAMPLES, make_frame, normalize
 from edge.errors import ConfigError, EcgEdgeError, check_choice
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import challenge_metric
@@ -316,6 +316,3 @@ def load_checkpoint(path: Path) -> nn.Module:
     )
     model.load_state_dict(ck["model"])
     return model.eval()
-
-
-DSP = DspConfig()

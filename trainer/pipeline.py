@@ -21,7 +21,7 @@ from edge.dsp import DspConfig, output_length, preprocess
 from edge.errors import EcgEdgeError
 from edge.framer import record_frames
 from edge.records import read_record
-from trainer.data import Item, kfold
+from trainer.data import Item, kfold, progress
 from trainer.export import (
     compare_features,
     export_fp32,
@@ -32,19 +32,9 @@ from trainer.export import (
 from trainer.fit import TrainConfig, train_extractor
 from trainer.heads import HeadReport, fit_heads, record_max, tune_thresholds
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix, scored_classes
-from trainer.metrics import challenge_metric
 
 HOP_SAMPLES = 5000  # the edge's default hop, 10 s at 500 Hz
 MAX_INT8_LOSS = 0.02
-
-
-@dataclass
-class RecordFrames:
-    """Model inputs of the frames the edge would emit for each record, flattened."""
-
-    frames: np.ndarray  # (n_frames, 12, 15000) float32
-    groups: np.ndarray  # (n_frames,) index of the record of each frame
-    names: list[str]
 
 
 def record_model_inputs(
@@ -56,15 +46,6 @@ def record_model_inputs(
     x = preprocess(rec.signal, rec.fs, config)
     frames = record_frames(x, hop_samples, config.frame_samples)
     return np.stack([fr.model_input(config) for fr in frames])
-
-
-def edge_frames(
-    items: list[Item], config: DspConfig | None = None, hop_samples: int = HOP_SAMPLES
-) -> RecordFrames:
-    """Every frame of every record in memory (small sets; see :func:`edge_features`)."""
-    per = [record_model_inputs(it, config, hop_samples) for it in items]
-    groups = np.concatenate([np.full(len(f), i) for i, f in enumerate(per)])
-    return RecordFrames(np.concatenate(per), groups, [it.name for it in items])
 
 
 def n_frames_of(item: Item, hop_samples: int = HOP_SAMPLES) -> int:
@@ -91,7 +72,7 @@ def edge_features(
     sessions = {k: feature_session(p) for k, p in extractors.items()}
     feats: dict[str, list[np.ndarray]] = {k: [] for k in extractors}
     groups = []
-    for i, it in enumerate(_progress(items, "features")):
+    for i, it in enumerate(progress(items, "features")):
         frames = record_model_inputs(it, None, hop_samples)
         for k, sess in sessions.items():
             feats[k].append(run_features(sess, frames))
@@ -111,14 +92,6 @@ def calibration_frames(items: list[Item], n: int, seed: int) -> np.ndarray:
         for j in np.where(rec_of == r)[0]:
             out[j] = frames[picks[j] - starts[r]]
     return out
-
-
-def _progress(items: list, desc: str):
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
 @dataclass
@@ -285,8 +258,3 @@ def head_probabilities(model: torch.nn.Module, features: np.ndarray) -> np.ndarr
     """Phase 1's dense sigmoid head on extractor features: (n, D) -> (n, K) probabilities."""
     with torch.no_grad():
         return torch.sigmoid(model.head(torch.from_numpy(features))).numpy()
-
-
-def metric_of(labels: np.ndarray, outputs: np.ndarray) -> float:
-    codes = class_codes()
-    return float(challenge_metric(labels, outputs, reward_matrix(codes), codes.index(NORMAL_CODE)))

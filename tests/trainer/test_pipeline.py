@@ -17,7 +17,7 @@ from edge.bundle import load_bundle
 from edge.classify import Classifier
 from edge.errors import BundleError, EcgEdgeError
 from trainer.fit import TrainConfig, load_checkpoint, pick_device
-from trainer.pipeline import edge_frames
+from trainer.pipeline import record_model_inputs
 
 ECG_TRAIN = [sys.executable, "-m", "trainer.cli"]
 
@@ -34,11 +34,11 @@ class TestTinyBundle:
 
         bundle = load_bundle(tiny_bundle)
         model = load_checkpoint(tiny_bundle.parent / "work" / "best.pt")
-        rf = edge_frames(scan([samples_dir]).items[:6])
+        frames = np.concatenate([record_model_inputs(it) for it in scan([samples_dir]).items[:6]])
         with torch.no_grad():
-            ref = model.features(torch.from_numpy(rf.frames)).numpy()
-        fp32 = Classifier(bundle, "fp32").features(rf.frames)
-        int8 = Classifier(bundle, "int8").features(rf.frames)
+            ref = model.features(torch.from_numpy(frames)).numpy()
+        fp32 = Classifier(bundle, "fp32").features(frames)
+        int8 = Classifier(bundle, "int8").features(frames)
         assert np.max(np.abs(fp32 - ref)) < 1e-4 * max(1.0, np.abs(ref).max())
         cos = (int8 * ref).sum(1) / (np.linalg.norm(int8, axis=1) * np.linalg.norm(ref, axis=1))
         assert cos.min() > 0.98
