@@ -100,6 +100,21 @@ def output_length(n_in: int, fs_in: float, fs_out: float = FS) -> int:
     return (n_in - 1) * up // down + 1
 
 
+@lru_cache(maxsize=8)
+def _polyphase_filter(up: int, down: int, half_taps: int, kaiser_beta: float) -> np.ndarray:
+    """(up, n_taps) anti-alias filter split into phases; designed once per ratio, read-only.
+
+    ``phases[p, i] = h[p + i*up]``: tap ``i`` of phase ``p`` multiplies ``x[j_hi - i]``.
+    """
+    m = max(up, down)
+    h = firwin_lowpass(2 * half_taps * m + 1, 1.0 / m, kaiser_beta) * up
+    n_phase = -(-len(h) // up)
+    h = np.concatenate([h, np.zeros(n_phase * up - len(h))])
+    phases = h.reshape(n_phase, up).T.copy()
+    phases.flags.writeable = False
+    return phases
+
+
 class Resampler:
     """Streaming polyphase resampler to ``fs_out``; causal, state kept between chunks.
 
@@ -120,13 +135,7 @@ class Resampler:
         self.up, self.down = ratio(fs_in, fs_out)
         self.identity = self.up == self.down == 1
         if not self.identity:
-            m = max(self.up, self.down)
-            h = firwin_lowpass(2 * half_taps * m + 1, 1.0 / m, kaiser_beta)
-            h = h * self.up
-            n_phase = -(-len(h) // self.up)
-            h = np.concatenate([h, np.zeros(n_phase * self.up - len(h))])
-            # phases[p, i] = h[p + i*up]: tap i of phase p multiplies x[j_hi - i].
-            self.phases = h.reshape(n_phase, self.up).T.copy()
+            self.phases = _polyphase_filter(self.up, self.down, half_taps, kaiser_beta)
         self.reset()
 
     def reset(self) -> None:

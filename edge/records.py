@@ -243,11 +243,10 @@ def _read_mat(name: str, path: Path, n_sig: int, n: int) -> np.ndarray:
         rows, cols, namlen = int(head[1]), int(head[2]), int(head[4])
         if rows != n_sig:
             raise RecordError(name, f"{path.name} holds {rows} signals, header says {n_sig}")
-        raw = np.fromfile(path, dtype="<i2", offset=20 + namlen)
-        if raw.size < rows * cols or cols < n:
-            got = min(cols, raw.size // rows)
-            raise RecordError(name, f"truncated signal: {got} of {n} samples in {path.name}")
-        return raw[: rows * cols].reshape(cols, rows).T[:, :n]
+        if cols < n:
+            raise RecordError(name, f"truncated signal: {cols} of {n} samples in {path.name}")
+        # column-major leads x samples is sample-major: the layout of WFDB format 16
+        return _read_fmt16(name, path, n_sig, n, offset=20 + namlen)
     return _read_mat_scipy(name, path, n_sig, n)
 
 
