@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.errors import PublishError
+from bridge.errors import PublishError
 
 ENV_USERNAME = "ECG_MQTT_USERNAME"
 ENV_PASSWORD = "ECG_MQTT_PASSWORD"

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.errors import PublishError
+from bridge.errors import PublishError
 
 log = logging.getLogger("bridge.publish")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from edge._cli import entry_point
+from bridge._cli import entry_point
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -128,9 +128,9 @@ def publish_test(
     key_file: Path | None = KeyOpt,
 ) -> None:
     """Send ``count`` sample alerts (atrial fibrillation) through the spooling publisher."""
+    from bridge.errors import PublishError
     from bridge.publish import Publisher
     from bridge.schema import sample_alert
-    from edge.errors import PublishError
 
     _logging(False)
     pub = Publisher(
@@ -180,8 +180,8 @@ def check(
 @app.command()
 def schema(kind: str = typer.Argument("alert", help="alert, status, quality or frame")) -> None:
     """Print the JSON Schema of a payload kind."""
+    from bridge.errors import check_choice
     from bridge.schema import schema_document
-    from edge.errors import check_choice
 
     check_choice("kind", kind, ("alert", "status", "quality", "frame"))
     print(json.dumps(schema_document(kind), indent=2))

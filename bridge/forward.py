@@ -30,9 +30,9 @@ from typing import Any, Protocol
 
 from bridge import topics
 from bridge._conn import connect_blocking, make_client, parse_broker_url
+from bridge.errors import EcgEdgeError, PublishError, check_positive
 from bridge.listen import Listener
 from bridge.schema import Alert, encode
-from edge.errors import EcgEdgeError, PublishError, check_positive
 
 log = logging.getLogger("bridge.forward")
 

@@ -32,8 +32,8 @@ import paho.mqtt.client as mqtt
 from bridge import topics
 from bridge._conn import describe_failure, make_client, parse_broker_url
 from bridge._spool import Spool
+from bridge.errors import check_int, check_positive, invalid
 from bridge.schema import Alert, FrameScores, QualityEvent, StatusMessage, encode
-from edge.errors import check_int, check_positive, invalid
 
 log = logging.getLogger("bridge.publish")
 

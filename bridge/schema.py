@@ -27,7 +27,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from edge.errors import EcgEdgeError
+from bridge.errors import EcgEdgeError
 
 KINDS = {
     "ecg-edge/alert/1": "alert",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from edge.errors import invalid
+from bridge.errors import invalid
 
 PREFIX = "ecg"
 KINDS = ("alerts", "status", "frames", "quality")
