@@ -109,10 +109,16 @@ def format_line(item: Received) -> str:
             f"{f.abbreviation} ({f.code} {f.name}) {f.score:.2f}/{f.threshold:.2f}"
             for f in m.findings
         )
+        if m.kind != "diagnosis":
+            leads = f" [{','.join(m.leads)}]" if m.leads else ""
+            found = f"{m.condition}{leads}: {m.reason}"
         q = "ok" if m.quality.ok else "poor: " + "; ".join(m.quality.reasons)
         rec = f" record {m.record}" if m.record else ""
+        hr = f" | HR {m.heart_rate.bpm:g} bpm" if m.heart_rate.bpm is not None else ""
+        at = m.onset_sample if m.event == "onset" else m.cleared_sample
         return (
-            f"{m.emitted_at} {m.device_id} ALERT {m.event.upper()} {found} | frame "
+            f"{m.emitted_at} {m.device_id} {m.priority.upper()} {m.kind.upper()} "
+            f"{m.event.upper()} {found}{hr} | at sample {at} | frame "
             f"{m.frame.start_utc}..{m.frame.end_utc} samples {m.frame.start_sample}-"
             f"{m.frame.end_sample}{rec} | quality {q} | latency {m.latency_ms:.1f} ms | "
             f"id {m.alert_id}"

@@ -1,8 +1,10 @@
 """The payload contract: frozen dataclasses, their JSON form and the JSON Schemas.
 
 Every payload is a JSON object with a ``schema`` field naming its versioned JSON
-Schema (``ecg-edge/alert/1``, ``ecg-edge/status/1``, ``ecg-edge/quality/1``,
-``ecg-edge/frame/1``); the schema files ship in ``bridge/schemas/``. The rules
+Schema (``ecg-edge/alert/2``, ``ecg-edge/status/1``, ``ecg-edge/quality/1``,
+``ecg-edge/frame/1``); the schema files ship in ``bridge/schemas/``. Alerts are
+sent as version 2 (diagnoses and fast alarms, with a priority); version 1
+alerts are still received, read as low-priority diagnoses. The rules
 live in those files only: each dataclass validates itself in ``__post_init__``
 by checking its own JSON form against them, so a payload that can be built can
 be received, and vice versa.
@@ -31,10 +33,14 @@ from bridge.errors import EcgEdgeError
 
 KINDS = {
     "ecg-edge/alert/1": "alert",
+    "ecg-edge/alert/2": "alert",
     "ecg-edge/status/1": "status",
     "ecg-edge/quality/1": "quality",
     "ecg-edge/frame/1": "frame",
 }
+LATEST = {"alert": 2, "status": 1, "quality": 1, "frame": 1}
+ALERT_KINDS = ("diagnosis", "physiological", "technical")
+PRIORITIES = ("high", "medium", "low")  # IEC 60601-1-8, most urgent first
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 MAX_PAYLOAD_BYTES = 256 * 1024
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -66,15 +72,21 @@ def new_id() -> str:
 
 
 @cache
-def schema_document(kind: str) -> dict[str, Any]:
-    """The JSON Schema of ``kind`` (``alert``, ``status``, ``quality``, ``frame``)."""
-    text = (SCHEMA_DIR / f"{kind}-1.json").read_text("utf-8")
+def schema_document(kind: str, version: int | None = None) -> dict[str, Any]:
+    """The JSON Schema of ``kind`` (``alert``, ``status``, ...), by default its latest version."""
+    text = (SCHEMA_DIR / f"{kind}-{version or LATEST[kind]}.json").read_text("utf-8")
     return json.loads(text)
+
+
+def _kind_version(kind: str) -> tuple[str, int | None]:
+    # "alert" -> the latest; "alert/1" -> that version
+    name, _, version = kind.partition("/")
+    return name, int(version) if version else None
 
 
 @cache
 def _validator(kind: str, part: str | None = None) -> jsonschema.Draft202012Validator:
-    doc = schema_document(kind)
+    doc = schema_document(*_kind_version(kind))
     if part is not None:  # a nested object (finding, frame, quality) on its own
         doc = {"$defs": doc["$defs"], "$ref": f"#/$defs/{part}"}
     return jsonschema.Draft202012Validator(doc)
@@ -106,7 +118,7 @@ def validate(payload: Any) -> str:
             f"Invalid payload at 'schema': expected one of {', '.join(KINDS)}, got {shown}",
             "schema",
         )
-    _check(payload, kind, kind)
+    _check(payload, kind, name.split("/", 1)[1])
     return kind
 
 
@@ -261,11 +273,49 @@ def _nested(obj: Any, name: str, cls: type, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class HeartRate:
+    """Heart rate in beats per minute (None when none can be given) and how it was averaged."""
+
+    bpm: float | None
+    method: str
+
+    def __post_init__(self) -> None:
+        if self.bpm is not None:
+            _set(self, "bpm", round(_float(self.bpm), 1))
+        _check(self.to_json(), "heart rate", "alert", "heart_rate")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bpm": self.bpm, "method": self.method}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HeartRate:
+        return cls(data.get("bpm"), data.get("method"))
+
+
+NO_HEART_RATE = HeartRate(None, "not measured")
+
+
+def _diagnosis_reason(findings: tuple[Finding, ...]) -> str:
+    text = ", ".join(f"{f.abbreviation} {f.score:.2f}/{f.threshold:.2f}" for f in findings)
+    return ("classifier: " + text)[:500] if text else "classifier"
+
+
+@dataclass(frozen=True)
 class Alert:
-    """A finding appeared (``onset``) or went away (``cleared``) on a device.
+    """A diagnosis or an alarm started (``onset``) or ended (``cleared``) on a device.
+
+    ``kind`` is ``diagnosis`` (the frame classifier's ``findings``),
+    ``physiological`` or ``technical`` (the fast alarms, named by
+    ``condition``); ``priority`` is IEC 60601-1-8's ``high``, ``medium`` or
+    ``low``. ``onset_sample`` is the stream sample (at ``frame.fs``) at which
+    the condition was declared, ``cleared_sample`` where it ended (None at
+    onset). ``strip`` and ``measurements`` are optional objects reserved for
+    the ECG evidence and measured intervals.
 
     ``alert_id`` is unique and kept by every redelivery: subscribers drop
-    duplicates by it. ``latency_ms`` runs from the frame's last sample to publish.
+    duplicates by it. ``latency_ms`` runs from the last sample used to publish.
+    A version 1 payload reads as a low-priority diagnosis declared at the
+    frame's end; :meth:`to_json` always writes version 2.
     """
 
     device_id: str
@@ -273,13 +323,23 @@ class Alert:
     findings: tuple[Finding, ...]
     frame: FrameSpan
     quality: Quality
-    bundle_sha256: str
+    bundle_sha256: str | None
     latency_ms: float
     record: str | None = None
     alert_id: str = field(default_factory=new_id)
     emitted_at: str = field(default_factory=utc_now)
+    kind: str = "diagnosis"
+    priority: str = "low"
+    condition: str = "diagnosis"
+    reason: str = ""
+    onset_sample: int | None = None
+    cleared_sample: int | None = None
+    heart_rate: HeartRate = NO_HEART_RATE
+    leads: tuple[str, ...] = ()
+    strip: dict[str, Any] | None = None
+    measurements: dict[str, Any] | None = None
 
-    SCHEMA = "ecg-edge/alert/1"
+    SCHEMA = "ecg-edge/alert/2"
 
     def __post_init__(self) -> None:
         if isinstance(self.findings, (list, tuple)):
@@ -297,20 +357,42 @@ class Alert:
                     )
         _nested(self, "frame", FrameSpan, "alert")
         _nested(self, "quality", Quality, "alert")
+        _nested(self, "heart_rate", HeartRate, "alert")
         _set(self, "latency_ms", _float(self.latency_ms))
+        if isinstance(self.leads, list):
+            _set(self, "leads", tuple(self.leads))
+        for name in ("onset_sample", "cleared_sample"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                _set(self, name, int(value))
+        if self.onset_sample is None and isinstance(self.frame, FrameSpan):
+            _set(self, "onset_sample", self.frame.end_sample)
+        if self.cleared_sample is None and self.event == "cleared":
+            _set(self, "cleared_sample", self.onset_sample)
+        if not self.reason and self.kind == "diagnosis" and isinstance(self.findings, tuple):
+            _set(self, "reason", _diagnosis_reason(self.findings))
         _check(self.to_json(), "alert", "alert")
 
     def to_json(self) -> dict[str, Any]:
         findings = self.findings
-        return {
+        out: dict[str, Any] = {
             "schema": self.SCHEMA,
             "alert_id": self.alert_id,
             "device_id": self.device_id,
             "event": self.event,
+            "kind": self.kind,
+            "priority": self.priority,
+            "condition": self.condition,
+            "reason": self.reason,
             "findings": [f.to_json() for f in findings]
             if isinstance(findings, tuple)
             else findings,
             "frame": self.frame.to_json() if isinstance(self.frame, FrameSpan) else self.frame,
+            "onset_sample": self.onset_sample,
+            "cleared_sample": self.cleared_sample,
+            "heart_rate": self.heart_rate.to_json()
+            if isinstance(self.heart_rate, HeartRate)
+            else self.heart_rate,
             "quality": self.quality.to_json()
             if isinstance(self.quality, Quality)
             else self.quality,
@@ -319,11 +401,19 @@ class Alert:
             "record": self.record,
             "emitted_at": self.emitted_at,
         }
+        if self.leads:
+            out["leads"] = list(self.leads) if isinstance(self.leads, tuple) else self.leads
+        if self.strip is not None:
+            out["strip"] = self.strip
+        if self.measurements is not None:
+            out["measurements"] = self.measurements
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Alert:
-        _check(data, "alert", "alert")
-        return cls(
+        version1 = data.get("schema") == "ecg-edge/alert/1"
+        _check(data, "alert", "alert/1" if version1 else "alert")
+        common = dict(
             device_id=data["device_id"],
             event=data["event"],
             findings=tuple(Finding.from_json(f) for f in data["findings"]),
@@ -334,6 +424,21 @@ class Alert:
             record=data["record"],
             alert_id=data["alert_id"],
             emitted_at=data["emitted_at"],
+        )
+        if version1:
+            return cls(**common)
+        return cls(
+            **common,
+            kind=data["kind"],
+            priority=data["priority"],
+            condition=data["condition"],
+            reason=data["reason"],
+            onset_sample=data["onset_sample"],
+            cleared_sample=data["cleared_sample"],
+            heart_rate=HeartRate.from_json(data["heart_rate"]),
+            leads=tuple(data.get("leads", ())),
+            strip=data.get("strip"),
+            measurements=data.get("measurements"),
         )
 
 
@@ -486,5 +591,31 @@ def sample_alert(
         bundle_sha256="0" * 64,
         latency_ms=7.5,
         record="A0001",
+        **extra,
+    )
+
+
+def sample_alarm(
+    device_id: str = "demo-1", *, alert_id: str | None = None, event: str = "onset"
+) -> Alert:
+    """A valid example fast alarm (asystole, high priority), for tests and docs."""
+    extra = {"alert_id": alert_id} if alert_id else {}
+    cleared = event == "cleared"
+    return Alert(
+        device_id=device_id,
+        event=event,
+        findings=(),
+        frame=FrameSpan(8000, 10500, "2026-01-01T00:00:16.000Z", "2026-01-01T00:00:21.000Z", 500.0),
+        quality=Quality(True, (), ()),
+        bundle_sha256=None,
+        latency_ms=1.2,
+        record="A0001",
+        kind="physiological",
+        priority="high",
+        condition="asystole",
+        reason="no beat for 5.0 s (limit 4.0 s)",
+        onset_sample=10500,
+        cleared_sample=12000 if cleared else None,
+        heart_rate=HeartRate(None, "mean of the last 8 R-R intervals, updated every beat"),
         **extra,
     )

@@ -128,7 +128,7 @@ class TestListen:
         ]
         with redirect_stdout(out), redirect_stderr(err):
             assert run_app(app, argv) == 0
-        assert "ALERT ONSET AF (164889003 atrial fibrillation)" in out.getvalue()
+        assert "LOW DIAGNOSIS ONSET AF (164889003 atrial fibrillation)" in out.getvalue()
 
 
 class _Flaky(BaseHTTPRequestHandler):

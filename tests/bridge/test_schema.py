@@ -19,6 +19,7 @@ from bridge.schema import (
     StatusMessage,
     encode,
     parse,
+    sample_alarm,
     sample_alert,
     validate,
 )
@@ -31,10 +32,50 @@ class TestPayloads:
     def test_alert_round_trip(self) -> None:
         alert = sample_alert("bed-1")
         data = alert.to_json()
-        assert data["schema"] == "ecg-edge/alert/1"
+        assert data["schema"] == "ecg-edge/alert/2"
+        assert (data["kind"], data["priority"]) == ("diagnosis", "low")
         assert validate(data) == "alert"
         assert Alert.from_json(json.loads(encode(data))) == alert
         assert parse(encode(data)) == alert
+
+    @pytest.mark.parametrize("event", ["onset", "cleared"])
+    def test_alarm_round_trip(self, event: str) -> None:
+        alarm = sample_alarm("bed-1", event=event)
+        data = alarm.to_json()
+        assert data["kind"] == "physiological" and data["priority"] == "high"
+        assert data["findings"] == [] and data["onset_sample"] == 10500
+        assert (data["cleared_sample"] is None) == (event == "onset")
+        assert parse(encode(data)) == alarm
+
+    def test_version_1_alert_still_received(self) -> None:
+        data = sample_alert("bed-1").to_json()
+        data["schema"] = "ecg-edge/alert/1"
+        for key in ("kind", "priority", "condition", "reason", "onset_sample", "cleared_sample"):
+            del data[key]
+        del data["heart_rate"]
+        alert = parse(encode(data))
+        assert (alert.kind, alert.priority, alert.onset_sample) == ("diagnosis", "low", 15000)
+        assert alert.to_json()["schema"] == "ecg-edge/alert/2"
+        data["priority"] = "high"  # a version 2 field in a version 1 payload is refused
+        with pytest.raises(PayloadError, match="priority"):
+            validate(data)
+
+    def test_version_2_rules(self) -> None:
+        alarm = sample_alarm().to_json()
+        for key, value, where in (
+            ("priority", "urgent", "priority"),
+            ("kind", "alarm", "kind"),
+            ("heart_rate", {"bpm": -3, "method": "x"}, "heart_rate/bpm"),
+            ("cleared_sample", 3, "cleared_sample"),  # an onset has none
+            ("strip", [1, 2], "strip"),
+        ):
+            with pytest.raises(PayloadError, match=where):
+                validate({**alarm, key: value})
+        diagnosis = sample_alert().to_json()
+        with pytest.raises(PayloadError, match="findings"):
+            validate({**diagnosis, "findings": []})  # a diagnosis names what it found
+        ok = {**alarm, "strip": {"lead": "II"}, "measurements": {"qrs_ms": 92}, "leads": ["I"]}
+        assert parse(encode(ok)).strip == {"lead": "II"}
 
     def test_alert_ids_unique_and_kept(self) -> None:
         a, b = sample_alert(), sample_alert()
@@ -86,7 +127,7 @@ class TestPayloads:
 
     def test_unknown_schema(self) -> None:
         with pytest.raises(PayloadError, match="schema"):
-            validate({"schema": "ecg-edge/alert/2"})
+            validate({"schema": "ecg-edge/alert/3"})
         with pytest.raises(PayloadError, match="JSON"):
             parse(b"{not json")
 
@@ -150,3 +191,16 @@ class TestListenerFuzz:
         assert listener.handle("ecg/bed-1/status", off) is not None
         assert listener.handle("ecg/bed-2/alerts", a) is None  # device mismatch
         assert "does not match" in listener.last_reason
+
+
+class TestListenerLines:
+    def test_priority_shown(self) -> None:
+        from bridge.listen import format_line
+
+        listener = Listener()
+        alarm = listener.handle("ecg/bed-1/alerts", encode(sample_alarm("bed-1").to_json()))
+        line = format_line(alarm)
+        assert "HIGH PHYSIOLOGICAL ONSET asystole: no beat for 5.0 s" in line
+        assert "at sample 10500" in line
+        alert = listener.handle("ecg/bed-1/alerts", encode(sample_alert("bed-1").to_json()))
+        assert " LOW DIAGNOSIS ONSET AF (164889003" in format_line(alert)
