@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from bridge.errors import PublishError
 
@@ -103,13 +105,19 @@ def make_client(
     ca_file: str | Path | None = None,
     cert_file: str | Path | None = None,
     key_file: str | Path | None = None,
+    mqtt5: bool = False,
 ) -> mqtt.Client:
-    """A paho v2 client (MQTT 3.1.1) with credentials and TLS set up, not connected."""
+    """A paho v2 client with credentials and TLS set up, not connected.
+
+    MQTT 3.1.1 by default; ``mqtt5`` gives an MQTT 5 client, whose session is
+    chosen at connect time (``clean_start`` and a session expiry, see
+    :func:`session_properties`) instead of by ``clean_session``.
+    """
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
+        clean_session=None if mqtt5 else clean_session,
+        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
     )
     if broker.username:
         client.username_pw_set(broker.username, broker.password)
@@ -135,12 +143,30 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def session_properties(expiry_s: int) -> Properties:
+    """MQTT 5 CONNECT properties asking the broker to keep the session ``expiry_s`` seconds.
+
+    ``0xFFFFFFFF`` means never expire (what ``clean_session=False`` is in 3.1.1).
+    """
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = int(expiry_s)
+    return props
+
+
 def connect_blocking(
-    client: mqtt.Client, broker: BrokerURL, *, timeout_s: float = 10.0, keepalive: int = 30
+    client: mqtt.Client,
+    broker: BrokerURL,
+    *,
+    timeout_s: float = 10.0,
+    keepalive: int = 30,
+    clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+    properties: Properties | None = None,
 ) -> None:
     """Connect ``client`` and wait for CONNACK; raise PublishError with a clear reason.
 
-    On return the client is connected and its network loop is NOT running.
+    ``clean_start`` and ``properties`` are for MQTT 5 clients (paho keeps them
+    for its reconnects). On return the client is connected and its network loop
+    is NOT running.
     """
     done = threading.Event()
     result: dict[str, object] = {}
@@ -154,7 +180,13 @@ def connect_blocking(
 
     client.on_connect = on_connect
     try:
-        client.connect(broker.host, broker.port, keepalive=keepalive)
+        client.connect(
+            broker.host,
+            broker.port,
+            keepalive=keepalive,
+            clean_start=clean_start,
+            properties=properties,
+        )
     except (OSError, ssl.SSLError) as exc:
         client.on_connect = previous
         raise PublishError(f"Cannot connect to {broker}: {describe_failure(exc)}") from None

@@ -86,7 +86,17 @@ def forward(
     to: str = typer.Option(..., "--to", help="jsonl:PATH, webhook:URL or fhir:URL"),
     outbox: Path = typer.Option(Path("ecg-forward.db"), "--outbox", help="sqlite outbox"),
     device: str = typer.Option("+", "--device"),
-    client_id: str = typer.Option("ecg-forward", "--client-id", help="persistent session id"),
+    client_id: str = typer.Option(
+        "ecg-forward", "--client-id", help="persistent session id (one per group member)"
+    ),
+    group: str | None = typer.Option(
+        None,
+        "--group",
+        help="share the alerts with the other forwarders of this group (MQTT 5 $share/GROUP/...)",
+    ),
+    max_outbox: int = typer.Option(
+        100_000, "--max-outbox", min=1, help="warn when this many alerts wait for the target"
+    ),
     count: int | None = typer.Option(None, "--count", help="exit after this many alerts"),
     timeout: float | None = typer.Option(None, "--timeout", help="exit after seconds"),
     ca_file: Path | None = CaOpt,
@@ -107,13 +117,26 @@ def forward(
         ca_file=ca_file,
         cert_file=cert_file,
         key_file=key_file,
+        group=group,
+        max_outbox=max_outbox,
     ).start()
+    shared = f" (group {group}, MQTT {'5' if fwd.mqtt5 else '3.1.1'})" if group else ""
+    print(
+        f"forwarding alerts from {fwd.broker}{shared} to {fwd.target.name.split('?')[0]}",
+        file=sys.stderr,
+    )
     try:
         fwd.run(count=count, timeout_s=timeout)
+    except KeyboardInterrupt:
+        pass
     finally:
         fwd.close()
     c = fwd.counts
-    print(f"{c['delivered']} delivered, {c['failures']} failed attempts", file=sys.stderr)
+    print(
+        f"{c['delivered']} delivered, {c['duplicates']} duplicates dropped, "
+        f"{c['failures']} failed attempts",
+        file=sys.stderr,
+    )
 
 
 @app.command("publish-test")

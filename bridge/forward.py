@@ -12,6 +12,15 @@ Targets: ``jsonl:PATH`` (one alert payload per line, fsynced), ``webhook:URL``
 (POST of the alert JSON, any 2xx accepts), ``fhir:BASE`` (POST of one R4
 Observation per finding to ``BASE/Observation``, conditional on its identifier
 so a retry never creates it twice).
+
+Scaling out: forwarders started with the same ``group`` share one MQTT 5
+shared subscription (``$share/<group>/ecg/+/alerts``); the broker hands each
+alert to one member. Each member keeps its own persistent session (its own
+``client_id``) and outbox, so a member that is killed loses nothing: what the
+broker had queued for it, and what its outbox held, is delivered when it is
+started again (under the same client id). An alert delivered twice (a
+publisher's resend that reached another member) is absorbed by the target:
+FHIR conditional create, or the ``X-Ecg-Alert-Id`` header for a webhook.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -28,9 +38,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+import paho.mqtt.client as mqtt
+
 from bridge import topics
-from bridge._conn import connect_blocking, make_client, parse_broker_url
-from bridge.errors import EcgEdgeError, PublishError, check_positive
+from bridge._conn import connect_blocking, make_client, parse_broker_url, session_properties
+from bridge.errors import EcgEdgeError, PublishError, check_int, check_positive, invalid
 from bridge.listen import Listener
 from bridge.schema import Alert, encode
 
@@ -40,6 +52,10 @@ SNOMED = "http://snomed.info/sct"
 ALERT_ID_SYSTEM = "urn:ecg-edge:alert-id"
 DEVICE_SYSTEM = "urn:ecg-edge:device-id"
 KEEP_DELIVERED = 10_000
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+OUTBOX_WARN_FRACTION = 0.8
+OUTBOX_WARN_EVERY_S = 60.0
+_GROUP_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class TargetError(EcgEdgeError):
@@ -209,6 +225,9 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "alert_id TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, delivered REAL)"
         )
+        (self._pending,) = self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
+        ).fetchone()
 
     def put(self, alert: Alert) -> bool:
         """Store ``alert`` unless its id is known; True when it is new."""
@@ -217,6 +236,7 @@ class Outbox:
                 "INSERT OR IGNORE INTO outbox (alert_id, payload) VALUES (?, ?)",
                 (alert.alert_id, encode(alert.to_json())),
             )
+            self._pending += cur.rowcount
             return cur.rowcount == 1
 
     def next(self) -> tuple[int, Alert] | None:
@@ -230,25 +250,41 @@ class Outbox:
 
     def done(self, seq: int) -> None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET delivered = ? WHERE seq = ?", (time.time(), seq))
+            cur = self._db.execute(
+                "UPDATE outbox SET delivered = ? WHERE seq = ? AND delivered IS NULL",
+                (time.time(), seq),
+            )
+            self._pending -= cur.rowcount
             self._db.execute(
                 "DELETE FROM outbox WHERE delivered IS NOT NULL AND seq <= ?",
                 (seq - KEEP_DELIVERED,),
             )
 
     def pending(self) -> int:
-        with self._lock:
-            return self._db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
-            ).fetchone()[0]
+        """Alerts stored and not yet accepted by the target."""
+        return self._pending
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
+def check_group(group: str) -> str:
+    """A shared-subscription group name: 1-64 of ``A-Z a-z 0-9 . _ : -`` (no ``/ + #``)."""
+    if not isinstance(group, str) or not _GROUP_RE.match(group):
+        raise invalid("group", "1-64 characters of letters, digits, '.', '_', ':', '-'", group)
+    return group
+
+
 class Forwarder:
-    """Subscribe to alerts (persistent session) and deliver them to ``target``."""
+    """Subscribe to alerts (persistent session) and deliver them to ``target``.
+
+    ``group``: join the shared subscription ``$share/<group>/...`` over MQTT 5
+    (the session kept ``session_expiry_s`` seconds, never expiring by default);
+    each member needs its own ``client_id``. ``max_outbox``: alerts waiting for
+    the target beyond which a warning is logged (once a minute); they are still
+    taken and kept on disk, never dropped.
+    """
 
     def __init__(
         self,
@@ -263,43 +299,104 @@ class Forwarder:
         ca_file: str | Path | None = None,
         cert_file: str | Path | None = None,
         key_file: str | Path | None = None,
+        group: str | None = None,
+        session_expiry_s: int = SESSION_NEVER_EXPIRES,
+        max_outbox: int = 100_000,
     ) -> None:
         topics.check_device_id(device, allow_wildcard=True)
         check_positive("retry_min_s", retry_min_s)
+        check_int("session_expiry_s", session_expiry_s, min_value=0)
+        check_int("max_outbox", max_outbox, min_value=1)
         self.target = target
         self.broker = parse_broker_url(broker_url)
-        self._topic = topics.topic(device, "alerts", allow_wildcard=True)
+        self.group = None if group is None else check_group(group)
+        self.client_id = client_id
+        self.max_outbox = max_outbox
+        self._session_expiry_s = session_expiry_s
+        alerts = topics.topic(device, "alerts", allow_wildcard=True)
+        self._topic = alerts if self.group is None else f"$share/{self.group}/{alerts}"
         self._retry = (retry_min_s, max(retry_min_s, retry_max_s))
-        self._client = make_client(
+        self._tls = (ca_file, cert_file, key_file)
+        self._client = self._make_client(mqtt5=self.group is not None)
+        self.outbox = Outbox(outbox_path)
+        self.listener = Listener()
+        self.counts = {"received": 0, "delivered": 0, "failures": 0, "duplicates": 0}
+        self.subscribe_error = ""
+        self._subscribed = threading.Event()
+        self._last_warn: dict[str, float] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def _make_client(self, *, mqtt5: bool):  # type: ignore[no-untyped-def]
+        ca_file, cert_file, key_file = self._tls
+        client = make_client(
             self.broker,
-            client_id,
+            self.client_id,
             clean_session=False,
             ca_file=ca_file,
             cert_file=cert_file,
             key_file=key_file,
+            mqtt5=mqtt5,
         )
-        self._client.reconnect_delay_set(1, 30)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self.outbox = Outbox(outbox_path)
-        self.listener = Listener()
-        self.counts = {"received": 0, "delivered": 0, "failures": 0}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def mqtt5(self) -> bool:
+        return self._client.protocol == mqtt.MQTTv5
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
         if not reason_code.is_failure:
             client.subscribe(self._topic, qos=1)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):  # type: ignore[no-untyped-def]
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            self.subscribe_error = (
+                f"Broker {self.broker} refused the subscription to {self._topic!r}: "
+                f"{refused[0]} (check the broker's ACL for this user"
+                + (", and that it has shared subscriptions)" if self.group else ")")
+            )
+            log.error("%s", self.subscribe_error)
+        else:
+            self.subscribe_error = ""
+        self._subscribed.set()
+
     def _on_message(self, client, userdata, msg):  # type: ignore[no-untyped-def]
         item = self.listener.handle(msg.topic, msg.payload)
         if item is None or not isinstance(item.message, Alert):
+            if self.listener.counts["duplicates"] > self.counts["duplicates"]:
+                self.counts["duplicates"] = self.listener.counts["duplicates"]
             return
         # Committed before this callback returns, i.e. before paho sends the PUBACK.
         if self.outbox.put(item.message):
             self.counts["received"] += 1
             self._wake.set()
+            self._check_fill()
+        else:
+            self.counts["duplicates"] += 1
+
+    def _check_fill(self) -> None:
+        pending = self.outbox.pending()
+        if pending < OUTBOX_WARN_FRACTION * self.max_outbox:
+            return
+        over = "over its limit" if pending >= self.max_outbox else "nearly full"
+        now = time.monotonic()
+        if now - self._last_warn.get(over, -1e9) < OUTBOX_WARN_EVERY_S:
+            return
+        self._last_warn[over] = now
+        log.warning(
+            "forward outbox %s: %d/%d alerts wait for %s (is it slow or down?); "
+            "they are kept on disk, nothing is dropped",
+            over,
+            pending,
+            self.max_outbox,
+            self.target.name,
+        )
 
     def _deliver(self) -> None:
         attempt = 0
@@ -324,13 +421,46 @@ class Forwarder:
             self.outbox.done(seq)
             self.counts["delivered"] += 1
 
-    def start(self) -> Forwarder:
-        """Connect (PublishError with the reason if refused) and start delivering."""
-        connect_blocking(self._client, self.broker)
+    def start(self, timeout_s: float = 10.0) -> Forwarder:
+        """Connect and subscribe, then start delivering.
+
+        PublishError with the reason when the broker refuses the connection or
+        the subscription (ACL). A group falls back to MQTT 3.1.1 (same
+        ``$share`` topic, which Mosquitto and EMQX accept) when the broker does
+        not speak MQTT 5.
+        """
+        self._connect(timeout_s)
         self._client.loop_start()
+        if not self._subscribed.wait(timeout_s):
+            self._client.disconnect()
+            self._client.loop_stop()
+            raise PublishError(f"Broker {self.broker} did not answer the subscription")
+        if self.subscribe_error:
+            self._client.disconnect()
+            self._client.loop_stop()
+            raise PublishError(self.subscribe_error)
         self._worker = threading.Thread(target=self._deliver, name="ecg-forward", daemon=True)
         self._worker.start()
         return self
+
+    def _connect(self, timeout_s: float) -> None:
+        if not self.mqtt5:
+            connect_blocking(self._client, self.broker, timeout_s=timeout_s)
+            return
+        try:
+            connect_blocking(
+                self._client,
+                self.broker,
+                timeout_s=timeout_s,
+                clean_start=False,
+                properties=session_properties(self._session_expiry_s),
+            )
+        except PublishError as exc:
+            if "protocol version" not in str(exc).lower():
+                raise
+            log.warning("%s has no MQTT 5; the group uses MQTT 3.1.1", self.broker)
+            self._client = self._make_client(mqtt5=False)
+            connect_blocking(self._client, self.broker, timeout_s=timeout_s)
 
     def run(self, *, count: int | None = None, timeout_s: float | None = None) -> None:
         """Block until ``count`` alerts were delivered, ``timeout_s`` passed, or Ctrl-C."""
@@ -338,6 +468,8 @@ class Forwarder:
         while count is None or self.counts["delivered"] < count:
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if self.subscribe_error:
+                raise PublishError(self.subscribe_error)
             time.sleep(0.1)
 
     def close(self) -> None:

@@ -77,6 +77,7 @@ class Broker:
     port: int
     kind: str
     tls: TLSFiles | None = None
+    extra: tuple[str, ...] = ()  # more mosquitto.conf lines (a bridge, an ACL file)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -116,6 +117,7 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {self.tls.password_file}"]
         else:
             lines.append("allow_anonymous true")
+        lines += list(self.extra)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -172,14 +174,90 @@ class Broker:
 
 
 def start_broker(
-    workdir: Path, *, port: int | None = None, kind: str = "auto", tls: TLSFiles | None = None
+    workdir: Path,
+    *,
+    port: int | None = None,
+    kind: str = "auto",
+    tls: TLSFiles | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Broker:
-    """Start a loopback broker: Mosquitto when installed (``kind="auto"``), else amqtt."""
+    """Start a loopback broker: Mosquitto when installed (``kind="auto"``), else amqtt.
+
+    ``extra``: more ``mosquitto.conf`` lines (Mosquitto only), e.g. a bridge.
+    """
     if kind == "auto":
         kind = "mosquitto" if find_mosquitto() else "amqtt"
-    if tls is not None and kind != "mosquitto":
-        raise EcgEdgeError("a TLS test broker needs mosquitto")
-    return Broker(Path(workdir), port or free_port(), kind, tls).start()
+    if (tls is not None or extra) and kind != "mosquitto":
+        raise EcgEdgeError("a TLS, bridged or ACL test broker needs mosquitto")
+    return Broker(Path(workdir), port or free_port(), kind, tls, tuple(extra)).start()
+
+
+class FhirStandIn:
+    """A FHIR server stand-in on 127.0.0.1: ``POST /Observation`` with conditional create.
+
+    An ``If-None-Exist: identifier=<system>|<value>`` naming a stored
+    Observation answers 200 and creates nothing (what a FHIR server does);
+    otherwise the Observation is stored (201). ``delay_s`` makes it slow.
+    ``created`` lists identifiers in creation order; ``posts`` counts requests.
+
+    >>> fhir = FhirStandIn().start()          # doctest: +SKIP
+    >>> fhir.url                              # doctest: +SKIP
+    'http://127.0.0.1:40999/fhir'
+    """
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.delay_s = delay_s
+        self.created: list[str] = []
+        self.resources: dict[str, dict] = {}
+        self.posts = 0
+        self.existing = 0  # conditional creates answered "already there"
+        self._lock = threading.Lock()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if stand_in.delay_s:
+                    time.sleep(stand_in.delay_s)
+                ident = body["identifier"][0]
+                key = f"{ident['system']}|{ident['value']}"
+                cond = self.headers.get("If-None-Exist", "")
+                with stand_in._lock:
+                    stand_in.posts += 1
+                    if cond == f"identifier={key}" and key in stand_in.resources:
+                        stand_in.existing += 1
+                        status = 200
+                    else:
+                        stand_in.resources[key] = body
+                        stand_in.created.append(key)
+                        status = 201
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
+
+    def start(self) -> FhirStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def write_password_file(path: Path, users: dict[str, str]) -> Path:
