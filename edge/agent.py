@@ -58,7 +58,7 @@ def score_record(
     out: list[tuple[Frame, np.ndarray]] = []
     for i in range(0, len(frames), _BATCH):
         part = frames[i : i + _BATCH]
-        scores = classifier.scores(np.stack([f.model_input(cfg) for f in part]))
+        scores = classifier.scores([f.model_input(cfg) for f in part])
         out.extend(zip(part, scores))
     return out
 
