@@ -2,11 +2,16 @@
 
 A bundle is a folder, or one ``.tar.gz``/``.tgz``/``.zip`` archive of it, with:
 
-- ``extractor.onnx``: the int8 (static QDQ) feature extractor,
-  input (batch, 12, 15000) float32, output (batch, n_features) float32;
+- ``extractor.onnx``: the int8 (static QDQ) feature extractor, input
+  (batch, 12, window_samples) float32 windows at the model rate; output
+  (format 2) the last feature map (batch, n_features / 2, n_positions), pooled
+  by ``edge.classify`` (mean and max over time, then the mean over a frame's
+  windows), or (format 1) already pooled features (batch, n_features);
 - ``extractor.fp32.onnx``: the same extractor in float32;
 - ``head.npz``: ``codes`` [K] str, ``W`` [K, D], ``b`` [K], ``thresholds`` [K],
-  ``feature_mean`` [D], ``feature_scale`` [D] (score = W @ ((f - mean) / scale) + b);
+  ``feature_mean`` [D], ``feature_scale`` [D] (score = W @ ((f - mean) / scale) + b),
+  and optionally ``platt_a`` [K], ``platt_b`` [K] (probability =
+  1 / (1 + exp(-(a * score + b))), calibrated on validation records);
 - ``manifest.json``: :class:`Manifest`, with the sha256 of every other file.
 
 :func:`load_bundle` checks all of it and refuses, saying why, a bundle that
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tarfile
 import tempfile
@@ -34,7 +40,8 @@ from edge.dsp import DspConfig
 from edge.errors import BundleError
 
 FORMAT = "ecg-edge/bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 EXTRACTOR_INT8 = "extractor.onnx"
 EXTRACTOR_FP32 = "extractor.fp32.onnx"
 HEAD = "head.npz"
@@ -73,10 +80,10 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.format != FORMAT:
             raise BundleError(f"manifest format is {self.format!r}, expected {FORMAT!r}")
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version not in SUPPORTED_VERSIONS:
             raise BundleError(
                 f"bundle format version {self.format_version} is not supported "
-                f"(this ecg-edge reads version {FORMAT_VERSION}); re-export the bundle"
+                f"(this ecg-edge reads versions {SUPPORTED_VERSIONS}); re-export the bundle"
             )
         if not self.classes:
             raise BundleError("manifest lists no classes")
@@ -89,6 +96,11 @@ class Manifest:
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(c.code for c in self.classes)
+
+    @property
+    def pools_in_graph(self) -> bool:
+        """Format 1: the extractor's output is already the pooled feature vector."""
+        return self.format_version == 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,9 +151,19 @@ class Head:
     thresholds: np.ndarray  # (K,) float32, decide positive when score >= threshold
     feature_mean: np.ndarray  # (D,) float32
     feature_scale: np.ndarray  # (D,) float32, > 0
+    platt_a: np.ndarray | None = None  # (K,) float32 > 0: calibrated probabilities
+    platt_b: np.ndarray | None = None  # (K,) float32
 
     def __post_init__(self) -> None:
         k, d = np.shape(self.W)
+        if (self.platt_a is None) != (self.platt_b is None):
+            raise BundleError("head.npz: platt_a and platt_b go together")
+        if self.platt_a is not None:
+            for name, arr in (("platt_a", self.platt_a), ("platt_b", self.platt_b)):
+                if np.shape(arr) != (k,) or not np.all(np.isfinite(arr)):
+                    raise BundleError(f"head.npz: {name} must be {k} finite numbers")
+            if np.any(self.platt_a <= 0):
+                raise BundleError("head.npz: platt_a must be positive (scores keep their order)")
         for name, arr, shape in (
             ("b", self.b, (k,)),
             ("thresholds", self.thresholds, (k,)),
@@ -159,11 +181,41 @@ class Head:
             raise BundleError("head.npz: feature_scale must be positive")
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """(n, D) features -> (n, K) decision values (float32)."""
-        z = (features - self.feature_mean) / self.feature_scale
-        return (z @ self.W.T + self.b).astype(np.float32)
+        """(n, D) features -> (n, K) decision values (float64), the same on every CPU.
+
+        Each dot product is ``math.fsum`` of float64 products: correctly rounded
+        whatever the summation order, where a BLAS ``@`` sums in an order that
+        depends on the CPU's vector width (a decision exactly at a threshold
+        could flip between devices).
+        """
+        f = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        z = (f - self.feature_mean.astype(np.float64)) / self.feature_scale.astype(np.float64)
+        w = self.W.astype(np.float64)
+        b = self.b.astype(np.float64)
+        out = np.empty((z.shape[0], w.shape[0]))
+        for i, row in enumerate(z):
+            prods = w * row  # (K, D), each product correctly rounded
+            out[i] = [math.fsum(p) for p in prods]
+        return out + b
+
+    @property
+    def calibrated(self) -> bool:
+        return self.platt_a is not None
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Decision values -> calibrated probabilities in [0, 1] (Platt), same shape."""
+        if self.platt_a is None:
+            raise BundleError("this head has no calibration (platt_a, platt_b)")
+        a, b = self.platt_a.astype(np.float64), self.platt_b.astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(scores, dtype=np.float64) + b)))
 
     def save(self, path: Path) -> None:
+        extra = {}
+        if self.platt_a is not None:
+            extra = {
+                "platt_a": self.platt_a.astype(np.float32),
+                "platt_b": self.platt_b.astype(np.float32),
+            }
         np.savez(
             path,
             codes=np.array(self.codes),
@@ -172,6 +224,7 @@ class Head:
             thresholds=self.thresholds.astype(np.float32),
             feature_mean=self.feature_mean.astype(np.float32),
             feature_scale=self.feature_scale.astype(np.float32),
+            **extra,
         )
 
     @classmethod
@@ -181,9 +234,11 @@ class Head:
                 missing = [k for k in _HEAD_KEYS if k not in z]
                 if missing:
                     raise BundleError(f"head.npz lacks {', '.join(missing)}")
+                platt = {k: z[k].astype(np.float32) for k in ("platt_a", "platt_b") if k in z}
                 return cls(
                     codes=tuple(str(c) for c in z["codes"]),
                     **{k: z[k].astype(np.float32) for k in _HEAD_KEYS[1:]},
+                    **platt,
                 )
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"cannot read head.npz: {exc}") from exc

@@ -16,13 +16,36 @@ from edge.bundle import Bundle
 from edge.errors import BundleError, check_choice, check_int, invalid
 
 
+def pool_features(feature_map: np.ndarray) -> np.ndarray:
+    """(n_windows, C, T) extractor output of one frame -> (2C,) float64 frame features.
+
+    Per window the mean and the max over time (as ``trainer.models.global_pool``),
+    then the mean over the frame's windows. Exact on any CPU: the int8
+    graph's outputs are float32 multiples of one scale, so their float64 sum
+    over T (at most a few thousand terms) has no rounding, in any order.
+    """
+    f = np.asarray(feature_map, dtype=np.float64)
+    if f.ndim != 3 or f.shape[0] < 1:
+        raise invalid("feature_map", "an array of shape (n_windows, C, T)", f.shape)
+    per_window = np.concatenate([f.sum(axis=2) / f.shape[2], f.max(axis=2)], axis=1)
+    total = per_window[0].copy()
+    for row in per_window[1:]:  # a fixed order: the same sum everywhere
+        total += row
+    return total / f.shape[0]
+
+
 @dataclass(frozen=True)
 class Classification:
-    """Scores of one frame: decision values per class and which pass their threshold."""
+    """Scores of one frame per class and which pass their threshold.
+
+    ``scores`` and ``thresholds`` are calibrated probabilities when the bundle's
+    head has a calibration (raw decision values otherwise); ``positive`` is
+    decided on the raw decision values, exactly.
+    """
 
     codes: tuple[str, ...]
-    scores: np.ndarray  # (K,) float32
-    thresholds: np.ndarray  # (K,) float32
+    scores: np.ndarray  # (K,)
+    thresholds: np.ndarray  # (K,)
     positive: np.ndarray  # (K,) bool
 
     def scores_by_code(self) -> dict[str, float]:
@@ -53,23 +76,40 @@ class Classifier:
             raise BundleError(f"onnxruntime cannot load {path.name}: {exc}") from exc
         m = bundle.manifest
         self.input_name, self.output_name = m.input_name, m.output_name
-        self.n_samples = m.dsp.frame_samples
+        self.n_samples = m.dsp.window_samples
+        self.pools_in_graph = m.pools_in_graph
         self.head = bundle.head
         self.codes = m.codes
+        thr = self.head.thresholds.astype(np.float64)
+        self._shown_thresholds = self.head.probabilities(thr) if self.head.calibrated else thr
 
-    def features(self, frames: np.ndarray) -> np.ndarray:
-        """(n, 12, frame_samples) float32 normalised frames -> (n, n_features) float32."""
-        if frames.ndim != 3 or frames.shape[1:] != (12, self.n_samples):
-            raise invalid("frames", f"an array of shape (n, 12, {self.n_samples})", frames.shape)
-        x = np.ascontiguousarray(frames, dtype=np.float32)
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        """(n, 12, window_samples) normalised windows -> the extractor's raw output."""
+        if windows.ndim != 3 or windows.shape[1:] != (12, self.n_samples):
+            raise invalid("windows", f"an array of shape (n, 12, {self.n_samples})", windows.shape)
+        x = np.ascontiguousarray(windows, dtype=np.float32)
         (f,) = self.session.run([self.output_name], {self.input_name: x})
         return f
 
-    def scores(self, frames: np.ndarray) -> np.ndarray:
-        """(n, 12, frame_samples) -> (n, K) decision values."""
-        return self.head.scores(self.features(frames))
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """The (n_windows, 12, window_samples) model input of one frame -> (n_features,)."""
+        out = self.run(windows)
+        if self.pools_in_graph:
+            return out.astype(np.float64).mean(axis=0)
+        return pool_features(out)
 
-    def classify(self, frame: np.ndarray) -> Classification:
-        """One (12, frame_samples) normalised frame -> its :class:`Classification`."""
-        s = self.scores(frame[None])[0]
-        return Classification(self.codes, s, self.head.thresholds, s >= self.head.thresholds)
+    def scores(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Model inputs of n frames, each (n_windows, 12, window_samples) -> (n, K) raw scores."""
+        feats = np.stack([self.features(w) for w in frames])
+        return self.head.scores(feats)
+
+    def classification(self, raw: np.ndarray) -> Classification:
+        """(K,) decision values -> a :class:`Classification` (probabilities when calibrated)."""
+        shown = self.head.probabilities(raw) if self.head.calibrated else raw
+        return Classification(
+            self.codes, shown, self._shown_thresholds, raw >= self.head.thresholds
+        )
+
+    def classify(self, windows: np.ndarray) -> Classification:
+        """The model input of one frame (:meth:`edge.framer.Frame.model_input`) -> its classes."""
+        return self.classification(self.scores([windows])[0])

@@ -36,6 +36,8 @@ from edge.errors import check_int, check_positive, invalid
 FS = 500.0  # the rate every model sees
 FRAME_SAMPLES = 15000  # 30 s at 500 Hz
 N_LEADS = 12
+MODEL_FS = 100.0  # the extractor's rate: PTB-XL, the bulk of the training data, has no more
+WINDOW_SAMPLES = 1000  # 10 s windows at the model rate
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class DspConfig:
     resample_half_taps: int = 10  # filter half-length, in units of max(up, down)
     resample_kaiser_beta: float = 5.0
     norm_min_std_mv: float = 0.01
+    # What the extractor sees: the frame brought to ``model_fs`` (anti-alias FIR, the
+    # same resampler as the input side) and cut into windows of ``window_samples``.
+    model_fs: float = MODEL_FS
+    window_samples: int = WINDOW_SAMPLES
 
     def __post_init__(self) -> None:
         check_positive("fs", self.fs)
@@ -56,6 +62,25 @@ class DspConfig:
         lo, hi = self.band_hz
         if not 0 < lo < hi < self.fs / 2:
             raise invalid("band_hz", f"0 < low < high < {self.fs / 2}", self.band_hz)
+        check_positive("model_fs", self.model_fs)
+        if self.model_fs > self.fs:
+            raise invalid("model_fs", f"at most fs ({self.fs:g} Hz)", self.model_fs)
+        check_int("window_samples", self.window_samples, min_value=1)
+        if self.window_samples > self.model_frame_samples:
+            raise invalid(
+                "window_samples",
+                f"at most one frame ({self.model_frame_samples})",
+                self.window_samples,
+            )
+
+    @property
+    def model_frame_samples(self) -> int:
+        """Samples of one whole frame at the model rate."""
+        return output_length(self.frame_samples, self.fs, self.model_fs)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.model_fs
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -66,6 +91,9 @@ class DspConfig:
     def from_json(cls, d: dict) -> DspConfig:
         d = dict(d)
         d["band_hz"] = tuple(d["band_hz"])
+        if "model_fs" not in d:  # bundle format 1: the whole 500 Hz frame was the input
+            d["model_fs"] = d.get("fs", FS)
+            d["window_samples"] = d.get("frame_samples", FRAME_SAMPLES)
         return cls(**d)
 
 
@@ -273,8 +301,62 @@ def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.
     return out
 
 
-def frame_for_model(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
-    """Preprocessed 500 Hz samples -> the (n_leads, frame_samples) float32 model input."""
+def to_model_rate(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
+    """Preprocessed (n_leads, n) samples at ``fs`` -> (n_leads, m) float32 at ``model_fs``.
+
+    The input side's polyphase resampler (Kaiser-windowed anti-alias FIR), run
+    from the first sample of ``x``: a frame, or a whole record (whose first
+    frame is then the same numbers).
+    """
     config = config or DspConfig()
-    frame, n_valid = make_frame(x, config.frame_samples)
-    return normalize(frame, n_valid, config.norm_min_std_mv)
+    if config.model_fs == config.fs:
+        return np.asarray(x, dtype=np.float32)
+    r = Resampler(
+        config.fs,
+        config.model_fs,
+        x.shape[0],
+        config.resample_half_taps,
+        config.resample_kaiser_beta,
+    )
+    return r.push(x).astype(np.float32)
+
+
+def window_starts(n_valid: int, window: int) -> list[int]:
+    """Starts of the windows that cover ``n_valid`` samples, evenly spaced, first at 0.
+
+    As few windows as cover the signal (they overlap when it is not a whole
+    number of windows long); one window, zero-padded, when it is shorter.
+
+    >>> window_starts(3000, 1000), window_starts(1500, 1000), window_starts(400, 1000)
+    ([0, 1000, 2000], [0, 500], [0])
+    """
+    if n_valid <= window:
+        return [0]
+    k = -(-n_valid // window)
+    return [round(i * (n_valid - window) / (k - 1)) for i in range(k)]
+
+
+def model_windows(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
+    """Preprocessed samples of one frame -> (n_windows, n_leads, window_samples) model input.
+
+    The last ``frame_samples`` samples at ``fs`` are brought to ``model_fs``,
+    cut into windows (:func:`window_starts`), and each window is normalised
+    on its real samples (a window longer than the signal is zero-padded at
+    the end, the padding staying 0). The extractor sees each window; the
+    frame's features are the mean of the windows' (``edge.classify``).
+    """
+    config = config or DspConfig()
+    if x.shape[1] > config.frame_samples:
+        x = x[:, x.shape[1] - config.frame_samples :]
+    y = to_model_rate(x, config)
+    w = config.window_samples
+    wins = []
+    for s in window_starts(y.shape[1], w):
+        win, n_valid = make_frame(y[:, s : s + w], w)
+        wins.append(normalize(win, n_valid, config.norm_min_std_mv))
+    return np.stack(wins)
+
+
+def frame_for_model(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
+    """Preprocessed 500 Hz samples -> the (n_windows, n_leads, window_samples) model input."""
+    return model_windows(x, config)

@@ -39,7 +39,7 @@ class Frame:
         return int(self.samples.shape[1])
 
     def model_input(self, config: DspConfig | None = None) -> np.ndarray:
-        """The (n_leads, frame_samples) float32 normalised, padded model input."""
+        """The (n_windows, n_leads, window_samples) float32 model input (``edge.dsp``)."""
         return frame_for_model(self.samples, config)
 
 

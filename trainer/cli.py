@@ -118,8 +118,15 @@ def fit(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     limit: int = typer.Option(0, "--limit", min=0, help="Use only the first N records (tests)."),
+    val_fold: int = typer.Option(
+        9,
+        "--val-fold",
+        min=0,
+        help="Hold out the patients of PTB-XL's #StratFold N for early stopping, C, "
+        "calibration and thresholds (0, or data without #StratFold: inner folds instead).",
+    ),
 ) -> None:
-    """Train a bundle: phase 1 extractor, int8 export, phase 2 SVMs (see DESIGN.md)."""
+    """Train a bundle: phase 1 extractor, int8 export, phase 2 linear SVMs per class."""
     import numpy as np
 
     from trainer.data import load_cache, scan, tqdm_progress
@@ -134,13 +141,23 @@ def fit(
         rep.items = rep.items[:limit]
     _log(rep.describe())
     items, signals = load_cache(rep, progress=tqdm_progress("caching"))
+    _, signals_model = load_cache(rep, model_rate=True)
     if len(items) < folds:
         raise ScoringError(f"only {len(items)} usable records: too few to train with {folds} folds")
     work = workdir or out.parent / (out.name + ".work")
+    train_idx, val_idx = np.arange(len(items)), None
+    if val_fold and any(it.strat_fold == val_fold for it in items):
+        from trainer.data import validation_split
+
+        train_idx, val_idx = validation_split(items, val_fold)
+        _log(
+            f"validation: the {len(val_idx)} records of #StratFold {val_fold} "
+            f"({len({items[i].patient for i in val_idx})} patients); {len(train_idx)} train"
+        )
     fit_bundle(
         items,
         signals,
-        np.arange(len(items)),
+        train_idx,
         cfg,
         out,
         work,
@@ -148,6 +165,8 @@ def fit(
         inner_folds=folds,
         resume=resume,
         log=_log,
+        val_idx=val_idx,
+        signals_model=signals_model,
     )
 
 

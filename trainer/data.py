@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import DspConfig, preprocess
+from edge.dsp import DspConfig, preprocess, to_model_rate
 from edge.errors import EcgEdgeError, RecordError
 from edge.records import find_records, read_header, read_record
 from trainer.labels import class_codes, label_vector, scored_classes, unscored_codes
@@ -51,10 +51,49 @@ class Item:
     n_samples: int
     dx: tuple[str, ...]
     labels: np.ndarray = field(compare=False)  # (n_classes,) bool
+    patient: str = ""  # records of one patient stay on one side of every split
+    strat_fold: int | None = None  # PTB-XL's own stratified fold (#StratFold), if given
 
     @property
     def source(self) -> str:
         return SOURCE_OF_DATABASE.get(self.database, self.database)
+
+
+def _ptbxl_id(name: str) -> str | None:
+    """PTB-XL's ecg_id of ``LR00123`` / ``HR00123`` (the 100 Hz and 500 Hz twins)."""
+    if len(name) > 2 and name[:2] in ("LR", "HR") and name[2:].isdigit():
+        return str(int(name[2:]))
+    return None
+
+
+def _patients(headers: list) -> dict[str, str]:
+    """Record name -> patient key: ``#PatientID`` where given (PTB-XL), else the record.
+
+    An ``HR`` record (the Challenge's 500 Hz copy of PTB-XL) takes the patient
+    of its ``LR`` twin (the same ECG) when that twin is in the data.
+    """
+    by_ecg = {}
+    out = {}
+    for h in headers:
+        pid = _comment(h.comments, "PatientID")
+        out[h.name] = f"ptbxl:{pid}" if pid else f"record:{h.name}"
+        ecg = _ptbxl_id(h.name)
+        if pid and ecg is not None:
+            by_ecg[ecg] = out[h.name]
+    for h in headers:
+        ecg = _ptbxl_id(h.name)
+        if out[h.name].startswith("record:") and ecg in by_ecg:
+            out[h.name] = by_ecg[ecg]
+    return out
+
+
+def _comment(comments, key: str) -> str | None:
+    for line in comments:
+        line = line.lstrip("#").strip()
+        if line.lower().startswith(key.lower() + ":"):
+            value = line.split(":", 1)[1].strip()
+            return value or None
+    return None
 
 
 @dataclass
@@ -96,19 +135,36 @@ def scan(paths: Iterable[str | Path]) -> ScanReport:
         raise EcgEdgeError(f"no records (.hea files) under {', '.join(map(str, paths))}")
     known = set(class_codes()) | unscored_codes() | {"59118001", "63593006", "17338001"}
     items, skipped, unknown = [], [], Counter()
-    for hea in headers:
+    good = []
+    for hea in progress(headers, "scanning headers"):
         try:
             h = read_header(hea)
             if h.dx is None:
                 raise RecordError(h.name, "header has no Dx line")
-            if not h.dx:
-                raise RecordError(h.name, "Dx line is empty")
             h.lead_order()
         except RecordError as exc:
             skipped.append((exc.record, exc.reason))
             continue
+        good.append(h)
+    patients = _patients(good)
+    for h in good:
+        # An empty Dx line (PTB-XL statements the Challenge does not score): negative
+        # for every class, a record like any other.
         unknown.update(c for c in h.dx if c not in known)
-        items.append(Item(h.name, hea, h.database, h.fs, h.n_samples, h.dx, label_vector(h.dx)))
+        fold = _comment(h.comments, "StratFold")
+        items.append(
+            Item(
+                h.name,
+                h.path,
+                h.database,
+                h.fs,
+                h.n_samples,
+                h.dx,
+                label_vector(h.dx),
+                patients[h.name],
+                int(fold) if fold and fold.isdigit() else None,
+            )
+        )
     names = Counter(i.name for i in items)
     dup = [n for n, k in names.items() if k > 1]
     if dup:
@@ -116,9 +172,29 @@ def scan(paths: Iterable[str | Path]) -> ScanReport:
     return ScanReport(items, skipped, unknown)
 
 
+def _record_digest(header: Path) -> str:
+    """Names a record's cache file: its path, and the size and mtime of its files.
+
+    A record rewritten in place (new signal, new header) gets a new cache file.
+    """
+    parts = [str(header.resolve())]
+    for f in (header, header.with_suffix(".dat"), header.with_suffix(".mat")):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        parts.append(f"{f.suffix}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:10]
+
+
+def _model_rate_path(path: str | Path) -> str:
+    """The model-rate twin of a cache file: ``name.npy`` -> ``name.model.npy``."""
+    return str(path)[: -len(".npy")] + ".model.npy"
+
+
 def cache_key(config: DspConfig) -> str:
     """Folder name for a preprocessing configuration (changing it invalidates the cache)."""
-    blob = json.dumps({"dsp": config.to_json(), "v": 1}, sort_keys=True).encode()
+    blob = json.dumps({"dsp": config.to_json(), "v": 2}, sort_keys=True).encode()
     return "dsp-" + hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -126,10 +202,12 @@ def _cache_one(args: tuple[str, str, dict]) -> tuple[str, str | None]:
     header, out, dsp = args
     try:
         rec = read_record(header)
-        x = preprocess(rec.signal, rec.fs, DspConfig.from_json(dsp))
-        tmp = f"{out}.{os.getpid()}.tmp.npy"  # unique: several trainers may share a cache
-        np.save(tmp, x.astype(np.float16))
-        os.replace(tmp, out)
+        config = DspConfig.from_json(dsp)
+        x = preprocess(rec.signal, rec.fs, config)
+        for path, y in ((_model_rate_path(out), to_model_rate(x, config)), (out, x)):
+            tmp = f"{path}.{os.getpid()}.tmp.npy"  # unique: several trainers may share a cache
+            np.save(tmp, y.astype(np.float16))
+            os.replace(tmp, path)
         return header, None
     except RecordError as exc:
         return header, exc.reason
@@ -161,21 +239,24 @@ def load_cache(
     config: DspConfig | None = None,
     workers: int = 2,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    model_rate: bool = False,
 ) -> tuple[list[Item], list[np.ndarray]]:
     """Preprocessed 500 Hz signals, (n_leads, n) float16, of every usable item.
 
     Builds the missing cache files first (in ``workers`` processes); drops and
-    reports items whose signal cannot be read.
+    reports items whose signal cannot be read. With ``model_rate`` the same
+    signals at the model rate (``edge.dsp.to_model_rate`` of the whole record),
+    what training crops are cut from.
     """
     config = config or DspConfig()
     root = (cache_dir or default_cache_dir()) / cache_key(config)
     todo = []
     paths = {}
     for it in report.items:
-        digest = hashlib.sha1(str(it.header.resolve()).encode()).hexdigest()[:10]
+        digest = _record_digest(it.header)
         p = root / it.database / f"{it.name}-{digest}.npy"
-        paths[it.name] = p
-        if not p.is_file():
+        paths[it.name] = Path(_model_rate_path(p)) if model_rate else p
+        if not p.is_file() or not Path(_model_rate_path(p)).is_file():
             p.parent.mkdir(parents=True, exist_ok=True)
             todo.append((str(it.header), str(p), config.to_json()))
     failed: dict[str, str] = {}
@@ -201,9 +282,37 @@ def load_cache(
             report.skipped.append((it.name, failed[it.name]))
             continue
         items.append(it)
-        signals.append(np.load(paths[it.name], mmap_mode="r"))  # the OS caches; 43k records fit
+        signals.append(paths[it.name])
     report.items = items
-    return items, signals
+    if model_rate:  # small (10x less than 500 Hz): in memory, for random crops every epoch
+        return items, [np.load(p) for p in signals]
+    return items, CachedSignals(signals)
+
+
+class CachedSignals(Sequence):
+    """The cache's signals, each memory-mapped when asked for (never all files open at once).
+
+    Mapping all 20k+ files up front would hold a file descriptor per file
+    (``mmap`` duplicates it) and hit the process limit.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return CachedSignals(self.paths[i])
+        return np.load(self.paths[i], mmap_mode="r")
+
+
+def take(signals: Sequence, idx) -> Sequence:
+    """``signals[i] for i in idx``, staying lazy for :class:`CachedSignals`."""
+    if isinstance(signals, CachedSignals):
+        return CachedSignals([signals.paths[i] for i in idx])
+    return [signals[i] for i in idx]
 
 
 def progress(items: list, desc: str):
@@ -259,6 +368,34 @@ def kfold(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         idx_left = [idx_left[j] for j in keep]
         remaining = labels[idx_left] if idx_left else remaining[:0]
     return fold
+
+
+def group_kfold(items: list[Item], labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Like :func:`kfold`, but every record of a patient lands in the same fold.
+
+    Patients are stratified on the union of their records' labels, then each
+    record takes its patient's fold.
+    """
+    keys = sorted({it.patient or it.name for it in items})
+    index = {p: i for i, p in enumerate(keys)}
+    of = np.array([index[it.patient or it.name] for it in items])
+    plabels = np.zeros((len(keys), labels.shape[1]), dtype=bool)
+    np.logical_or.at(plabels, of, labels.astype(bool))
+    return kfold(plabels, k, seed)[of]
+
+
+def validation_split(items: list[Item], val_fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) record indices: PTB-XL's ``#StratFold == val_fold`` patients out.
+
+    Every record of a validation patient (an ``HR`` twin included) is kept
+    out of training; records of other sources all train.
+    """
+    val_patients = {it.patient for it in items if it.strat_fold == val_fold}
+    is_val = np.array([it.patient in val_patients for it in items])
+    is_fold = np.array([it.strat_fold == val_fold for it in items])
+    train = np.flatnonzero(~is_val)
+    val = np.flatnonzero(is_fold)  # the twins of another source are not scored twice
+    return train, val
 
 
 def source_folds(items: list[Item]) -> tuple[np.ndarray, list[str]]:

@@ -35,7 +35,9 @@ OPSET = 17
 
 class _Frames(CalibrationDataReader):
     def __init__(self, frames: np.ndarray, batch: int = 8) -> None:
-        self._it = iter([{INPUT: frames[i : i + batch]} for i in range(0, len(frames), batch)])
+        # whole batches only: the percentile calibrator stacks batch outputs, one shape
+        n = max(batch, len(frames) // batch * batch) if len(frames) >= batch else len(frames)
+        self._it = iter([{INPUT: frames[i : i + batch]} for i in range(0, n, batch)])
 
     def get_next(self):
         return next(self._it, None)

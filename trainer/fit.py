@@ -1,11 +1,13 @@
 """Phase 1: train a feature extractor (Model 1 or 2) with a multi-label sigmoid head.
 
-Input frames come from the cached ``edge.dsp`` signals and are cut exactly as
-the edge cuts them (``edge.dsp.make_frame`` + ``normalize``), with augmentation
-that matches what the edge sees: random 30 s crops of longer records, random
-shorter lengths padded at the end (the first frames of a live stream), random
-noise and baseline wander, and a random gain per lead (a no-op after per-lead
-normalisation except through the noise it scales).
+Input windows come from the cached ``edge.dsp`` signals at the model rate
+(``edge.dsp.to_model_rate``) and are cut as the edge cuts them
+(``edge.dsp.make_frame`` + ``normalize``, one window of ``window_samples``),
+with augmentation for what differs between a training record and a new
+device: random crops of longer records, random shorter lengths (2.5 s and
+up) padded at the end (short records, the first frames of a live stream),
+random noise and baseline wander, and a random gain per lead (a no-op after
+per-lead normalisation except through the noise it scales).
 
 Runs on one CPU, one GPU, or several processes under ``torchrun``
 (DistributedDataParallel; each rank trains on its shard of every epoch,
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.dsp import FRAME_SAMPLES, make_frame, normalize
+from edge.dsp import MODEL_FS, WINDOW_SAMPLES, make_frame, normalize
 from edge.errors import ConfigError, EcgEdgeError, check_choice
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import challenge_metric
@@ -47,7 +49,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
-    min_seconds: float = 5.0  # shortest random length (the edge's first frames)
+    min_seconds: float = 2.5  # shortest random crop
     p_shorten: float = 0.3
     noise_mv: float = 0.05
     wander_mv: float = 0.1
@@ -79,10 +81,10 @@ def augment(
     x: np.ndarray,
     rng: np.random.Generator,
     cfg: TrainConfig,
-    fs: float = 500.0,
-    n_frame: int = FRAME_SAMPLES,
+    fs: float = MODEL_FS,
+    n_frame: int = WINDOW_SAMPLES,
 ) -> tuple[np.ndarray, int]:
-    """One random training view of a preprocessed record (n_leads, n) -> (frame, n_valid)."""
+    """One random training view of a record at the model rate (n_leads, n) -> (window, n_valid)."""
     n = x.shape[1]
     if n > n_frame:
         start = int(rng.integers(0, n - n_frame + 1))
@@ -103,8 +105,8 @@ def augment(
     return make_frame(x, n_frame)
 
 
-def eval_frame(x: np.ndarray, n_frame: int = FRAME_SAMPLES) -> np.ndarray:
-    """The deterministic frame of a record for validation: its last 30 s, as the edge's last."""
+def eval_frame(x: np.ndarray, n_frame: int = WINDOW_SAMPLES) -> np.ndarray:
+    """The deterministic window of a record for validation: its last one, as the edge's last."""
     frame, n_valid = make_frame(x.astype(np.float32), n_frame)
     return normalize(frame, n_valid)
 
@@ -129,7 +131,7 @@ def batches(
 def predict(
     model: nn.Module, frames: np.ndarray, device: torch.device, batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 12, 15000) frames -> (sigmoid probabilities (n, K), features (n, D))."""
+    """(n, 12, window) windows -> (sigmoid probabilities (n, K), features (n, D))."""
     model.eval()
     probs, feats = [], []
     with torch.no_grad():

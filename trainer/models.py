@@ -24,10 +24,11 @@ class CnnConfig:
 
     n_leads: int = 12
     n_classes: int = 24
-    widths: tuple[int, ...] = (32, 32, 64, 64, 128)
+    # For 10 s windows at 100 Hz (1000 samples): 31 positions left after the pools.
+    widths: tuple[int, ...] = (32, 64, 64, 128, 128)
     kernels: tuple[int, ...] = (7, 7, 5, 5, 3)
-    pools: tuple[int, ...] = (3, 3, 3, 3, 2)
-    first_stride: int = 2
+    pools: tuple[int, ...] = (2, 2, 2, 2, 2)
+    first_stride: int = 1
     dense: int = 64
     dropout: float = 0.3
 
@@ -40,8 +41,8 @@ class ResNetConfig:
     n_classes: int = 24
     stem_width: int = 24
     stem_kernel: int = 15
-    stem_stride: int = 2
-    stem_pool: int = 4
+    stem_stride: int = 1
+    stem_pool: int = 2
     widths: tuple[int, ...] = (24, 32, 48, 64)  # one per stage
     blocks_per_stage: int = 4
     kernel: int = 7
@@ -70,9 +71,13 @@ class Cnn(nn.Module):
         self.n_features = 2 * c_in
         self.head = _dense_head(self.n_features, cfg.dense, cfg.n_classes, cfg.dropout)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_leads, n_samples) -> (batch, n_features / 2, n_positions)."""
+        return self.body(x)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, n_leads, n_samples) -> (batch, n_features)."""
-        return _global_pool(self.body(x))
+        return global_pool(self.feature_map(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, n_leads, n_samples) -> (batch, n_classes) logits."""
@@ -128,12 +133,16 @@ class ResNet(nn.Module):
         self.n_features = 2 * c_in
         self.head = _dense_head(self.n_features, cfg.dense, cfg.n_classes, cfg.dropout)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, n_leads, n_samples) -> (batch, n_features)."""
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_leads, n_samples) -> (batch, n_features / 2, n_positions)."""
         y = self.stem(x)
         for block in self.blocks:
             y = block(y)
-        return _global_pool(y)
+        return y
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_leads, n_samples) -> (batch, n_features)."""
+        return global_pool(self.feature_map(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, n_leads, n_samples) -> (batch, n_classes) logits."""
@@ -141,17 +150,23 @@ class ResNet(nn.Module):
 
 
 class FeatureExtractor(nn.Module):
-    """Wraps a model so that ``forward`` is its ``features``: what is exported to ONNX."""
+    """Wraps a model so that ``forward`` is its ``feature_map``: what is exported to ONNX.
+
+    The global pooling is left to the edge (``edge.classify.pool_features``),
+    which does it exactly on the int8 graph's output: no float reduction
+    whose order could differ between CPUs.
+    """
 
     def __init__(self, model: Cnn | ResNet) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)
+        return self.model.feature_map(x)
 
 
-def _global_pool(y: torch.Tensor) -> torch.Tensor:
+def global_pool(y: torch.Tensor) -> torch.Tensor:
+    """(batch, C, T) -> (batch, 2C): mean then max over time, as ``edge.classify`` does."""
     return torch.cat([y.mean(dim=-1), y.amax(dim=-1)], dim=1)
 
 

@@ -39,11 +39,10 @@ def build_tiny_bundle(out: Path, seed: int = 0, thresholds: np.ndarray | None = 
     from edge.dsp import DspConfig
 
     torch.manual_seed(seed)
+    # the output is a feature map (batch, 4, T): edge.classify pools it to 8 features
     net = torch.nn.Sequential(
-        torch.nn.Conv1d(12, 8, kernel_size=15, stride=10),
+        torch.nn.Conv1d(12, 4, kernel_size=15, stride=10),
         torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool1d(1),
-        torch.nn.Flatten(),
     ).eval()
     work = out.parent / (out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -52,7 +51,7 @@ def build_tiny_bundle(out: Path, seed: int = 0, thresholds: np.ndarray | None = 
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             net,
-            (torch.zeros(1, 12, 15000),),
+            (torch.zeros(1, 12, DspConfig().window_samples),),
             str(fp32),
             input_names=["frames"],
             output_names=["features"],

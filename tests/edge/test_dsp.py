@@ -15,9 +15,11 @@ from edge.dsp import (
     Resampler,
     frame_for_model,
     make_frame,
+    model_windows,
     normalize,
     output_length,
     preprocess,
+    to_model_rate,
 )
 from edge.errors import ConfigError
 
@@ -128,12 +130,43 @@ class TestBandPass:
 
 class TestFrame:
     def test_pad_at_end_and_normalise_real_part(self):
+        x = _signal(500, 7.0)  # 7 s: one 10 s window at 100 Hz, 700 real samples
+        wins = frame_for_model(x)
+        assert wins.shape == (1, 12, 1000) and wins.dtype == np.float32
+        assert np.all(wins[0, :, 700:] == 0)
+        np.testing.assert_allclose(wins[0, :, :700].mean(1), 0, atol=1e-5)
+        np.testing.assert_allclose(wins[0, :, :700].std(1), 1, atol=1e-4)
+
+    def test_a_full_frame_is_three_windows_of_ten_seconds(self):
+        x = _signal(500, 30.0)
+        wins = model_windows(x)
+        assert wins.shape == (3, 12, 1000)
+        # each window is the 100 Hz signal of its 10 s, normalised on its own
+        y = to_model_rate(x)
+        assert y.shape == (12, 3000)
+        seg = y[:, 1000:2000].astype(np.float64)
+        ref = (seg - seg.mean(1, keepdims=True)) / seg.std(1, keepdims=True)
+        np.testing.assert_allclose(wins[1], ref, atol=1e-5)
+
+    def test_model_rate_is_anti_aliased(self):
+        t = np.arange(5000) / 500.0
+        tone = np.tile(np.sin(2 * np.pi * 70.0 * t), (12, 1))  # above the 50 Hz Nyquist
+        y = to_model_rate(tone)
+        assert np.abs(y[:, 100:]).max() < 0.01  # not folded back to 30 Hz
+
+    def test_whole_record_and_frame_agree_at_the_start(self):
         x = _signal(500, 10.0)
-        frame = frame_for_model(x)
-        assert frame.shape == (12, FRAME_SAMPLES) and frame.dtype == np.float32
-        assert np.all(frame[:, 5000:] == 0)
-        np.testing.assert_allclose(frame[:, :5000].mean(1), 0, atol=1e-5)
-        np.testing.assert_allclose(frame[:, :5000].std(1), 1, atol=1e-4)
+        np.testing.assert_array_equal(to_model_rate(x), to_model_rate(x[:, :5000]))
+
+    def test_format_1_config_is_the_whole_frame(self):
+        legacy = {
+            k: v
+            for k, v in DspConfig().to_json().items()
+            if k not in ("model_fs", "window_samples")
+        }
+        c = DspConfig.from_json(legacy)
+        assert c.model_fs == 500 and c.window_samples == FRAME_SAMPLES
+        assert model_windows(_signal(500, 10.0), c).shape == (1, 12, FRAME_SAMPLES)
 
     def test_longer_keeps_the_last_samples(self):
         x = np.arange(20000, dtype=np.float32)[None, :].repeat(12, 0)

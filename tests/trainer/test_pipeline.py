@@ -34,17 +34,35 @@ class TestTinyBundle:
 
         bundle = load_bundle(tiny_bundle)
         model = load_checkpoint(tiny_bundle.parent / "work" / "best.pt")
-        frames = np.concatenate([record_model_inputs(it) for it in scan([samples_dir]).items[:6]])
-        with torch.no_grad():
-            ref = model.features(torch.from_numpy(frames)).numpy()
-        fp32 = Classifier(bundle, "fp32").features(frames)
-        int8 = Classifier(bundle, "int8").features(frames)
+        fp32_clf, int8_clf = Classifier(bundle, "fp32"), Classifier(bundle, "int8")
+        ref, fp32, int8 = [], [], []
+        for it in scan([samples_dir]).items[:6]:
+            windows = record_model_inputs(it)
+            with torch.no_grad():  # per window, then the mean over the windows
+                ref.append(model.features(torch.from_numpy(windows)).numpy().mean(0))
+            fp32.append(fp32_clf.features(windows))
+            int8.append(int8_clf.features(windows))
+        ref, fp32, int8 = np.array(ref), np.array(fp32), np.array(int8)
         assert np.max(np.abs(fp32 - ref)) < 1e-4 * max(1.0, np.abs(ref).max())
         cos = (int8 * ref).sum(1) / (np.linalg.norm(int8, axis=1) * np.linalg.norm(ref, axis=1))
         assert cos.min() > 0.98
         s_ref = bundle.head.scores(ref)
         s_fp32 = bundle.head.scores(fp32)
         np.testing.assert_allclose(s_fp32, s_ref, atol=1e-3)
+
+    def test_scores_are_calibrated_probabilities(self, tiny_bundle, samples_dir):
+        from trainer.data import scan
+
+        bundle = load_bundle(tiny_bundle)
+        assert bundle.head.calibrated and bundle.manifest.format_version == 2
+        clf = Classifier(bundle, "int8")
+        for it in scan([samples_dir]).items[:4]:
+            c = clf.classify(record_model_inputs(it)[:1])
+            assert np.all((c.scores >= 0) & (c.scores <= 1))
+            assert np.all((c.thresholds >= 0) & (c.thresholds <= 1))
+            # the decision is the raw score against the raw threshold, shown as probabilities
+            raw = clf.scores([record_model_inputs(it)[:1]])[0]
+            np.testing.assert_array_equal(c.positive, raw >= bundle.head.thresholds)
 
     def test_manifest_says_what_it_is(self, tiny_bundle):
         m = load_bundle(tiny_bundle).manifest
