@@ -89,7 +89,21 @@ def _validator(kind: str, part: str | None = None) -> jsonschema.Draft202012Vali
     doc = schema_document(*_kind_version(kind))
     if part is not None:  # a nested object (finding, frame, quality) on its own
         doc = {"$defs": doc["$defs"], "$ref": f"#/$defs/{part}"}
-    return jsonschema.Draft202012Validator(doc)
+    return jsonschema.Draft202012Validator(doc, format_checker=_FORMATS)
+
+
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _real_utc(value: Any) -> bool:
+    """A ``utc`` string names a real instant (the pattern alone lets 2026-02-30 through)."""
+    if not isinstance(value, str) or len(value) < 19:
+        return True  # the type and pattern checks report it
+    second = min(int(value[17:19]), 59)  # a leap second (60) is a real UTC time
+    datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]),
+             int(value[11:13]), int(value[14:16]), second)  # fmt: skip
+    return True
 
 
 def _check(payload: Any, what: str, kind: str, part: str | None = None) -> None:
@@ -205,6 +219,7 @@ class FrameSpan:
     start_utc: str
     end_utc: str
     fs: float
+    filled: dict[str, Any] | None = None  # {"samples": n, "runs": [[start, n], ...]} or None
 
     def __post_init__(self) -> None:
         _set(self, "fs", _float(self.fs))
@@ -227,11 +242,12 @@ class FrameSpan:
             "start_utc": self.start_utc,
             "end_utc": self.end_utc,
             "fs": self.fs,
+            **({} if self.filled is None else {"filled": self.filled}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FrameSpan:
-        keys = ("start_sample", "end_sample", "start_utc", "end_utc", "fs")
+        keys = ("start_sample", "end_sample", "start_utc", "end_utc", "fs", "filled")
         return cls(**{k: data.get(k) for k in keys})
 
 

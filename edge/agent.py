@@ -6,11 +6,23 @@ AlertTracker -> sink (+ bridge Publisher)``. Events are plain dicts with a
 (the CLI prints them, readable or as JSON lines) and, when a publisher is
 given, sent as the bridge's payloads.
 
-Stream segments: the DSP state and the framer restart at a sequence gap
-(``chunk.gap_before``), at a change of rate (each reported as a quality
-event, never spliced) and at a new record; at the end of a record the partial
-frame is flushed (padded as the trainer pads it) and the alert tracker closes,
-so a replayed record gives exactly the frames of :func:`score_record`.
+Short dropouts are bridged: a sequence gap (``chunk.gap_before``) of at most
+``max_fill_s`` seconds is filled by linear interpolation between the last
+sample before it and the first after it, and the DSP and framer state are
+kept; each frame event and alert says how many of its samples were filled
+and where (``filled``). Linear interpolation rather than a hold: it meets the
+signal at both ends, so the band-pass sees no step (a hold leaves a step as
+large as the signal's change over the gap, and the high-pass rings from it);
+the samples to interpolate to are in hand, the gap being reported with the
+chunk after it. A frame more than ``MAX_FILLED_FRACTION`` filled is not
+diagnosed (a quality failure).
+
+Stream segments: the DSP state and the framer restart at a longer gap, at a
+device restart (sequence counter reset) or reopened port (the loss is then
+only estimated), at a change of rate (each reported as a quality event, never
+spliced) and at a new record; at the end of a record the partial frame is
+flushed (padded as the trainer pads it) and the alert tracker closes, so a
+replayed record gives exactly the frames of :func:`score_record`.
 
 Latency is measured from ``chunk.received_at`` of the chunk holding the
 frame's last sample to the moment the event is emitted. :meth:`Agent.stop`
@@ -41,6 +53,8 @@ from edge.sources import N_LEADS, Chunk, SampleSource
 
 Event = dict[str, Any]
 _BATCH = 16
+MAX_FILLED_FRACTION = 0.05  # a frame with more filled-in samples is not diagnosed
+_MAX_RUNS = 64  # filled runs listed per frame (the count covers them all)
 
 
 def score_record(
@@ -80,6 +94,8 @@ class AgentSummary:
     quality_failures: int = 0
     alerts: int = 0
     gaps: int = 0
+    filled_gaps: int = 0
+    filled_samples: int = 0
     records: list[str] = field(default_factory=list)
     standing: tuple[str, ...] = ()
     seconds: float = 0.0
@@ -97,7 +113,8 @@ class Agent:
     ``bundle``: a loaded :class:`~edge.bundle.Bundle`; ``hop_s``: seconds of
     new signal between frames; ``confirm``: consecutive positive frames before
     an onset; ``sink``: called with each event dict; ``publisher``: a
-    :class:`bridge.publish.Publisher` (already started) or None.
+    :class:`bridge.publish.Publisher` (already started) or None;
+    ``max_fill_s``: the longest dropout bridged by interpolation (0: none).
     """
 
     def __init__(
@@ -113,6 +130,7 @@ class Agent:
         sink: Callable[[Event], None] | None = None,
         quality: QualityConfig | None = None,
         classifier: Classifier | None = None,
+        max_fill_s: float = 0.1,
     ) -> None:
         from bridge.topics import check_device_id
 
@@ -138,6 +156,9 @@ class Agent:
         self._record: str | None = None
         self._next_in = 0  # expected start_sample of the next chunk
         self._lead_off = np.zeros(N_LEADS, dtype=bool)
+        self.max_fill_s = float(check_positive("max_fill_s", max_fill_s, allow_zero=True))
+        self._last_raw: np.ndarray | None = None  # (n_leads,) last sample in, at the source rate
+        self._filled: list[tuple[int, int]] = []  # filled runs [start, end) at the model rate
 
     # ---------------------------------------------------------------- control
 
@@ -184,12 +205,20 @@ class Agent:
         gap = chunk.gap_before
         if not new_record and self._pre is not None and chunk.start_sample > self._next_in:
             gap = max(gap, chunk.start_sample - self._next_in)
-        if self._pre is None or (self._fs is not None and chunk.fs != self._fs) or gap > 0:
+        samples = chunk.samples
+        if self._pre is None or (self._fs is not None and chunk.fs != self._fs):
             self._new_segment(chunk, gap)
+        elif gap > 0:
+            if self._bridgeable(chunk, gap):
+                samples = self._fill(chunk, gap)
+            else:
+                self._new_segment(chunk, gap)
         self._next_in = chunk.start_sample + chunk.n_samples
+        if chunk.n_samples:
+            self._last_raw = chunk.samples[:, -1].astype(np.float32)
         if chunk.lead_off is not None:
             self._lead_off |= np.asarray(chunk.lead_off, dtype=bool)
-        raw = self._pre.resampler.push(chunk.samples)
+        raw = self._pre.resampler.push(samples)
         filtered = self._pre.bandpass.push(raw).astype(np.float32)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
@@ -207,16 +236,65 @@ class Agent:
             if standing or last is not None:
                 self.summary.standing = standing
 
+    def _bridgeable(self, chunk: Chunk, gap: int) -> bool:
+        """A dropout short enough, and of known size, to fill in (the state is kept)."""
+        meta = chunk.meta or {}
+        return (
+            self._last_raw is not None
+            and chunk.n_samples > 0
+            and not meta.get("seq_reset")
+            and not meta.get("reconnected")
+            and gap <= self.max_fill_s * chunk.fs
+        )
+
+    def _fill(self, chunk: Chunk, gap: int) -> np.ndarray:
+        """``gap`` samples interpolated linearly from the last sample to the chunk's first,
+        followed by the chunk: (n_leads, gap + n) float32 at the source rate."""
+        last, first = self._last_raw, chunk.samples[:, 0].astype(np.float32)
+        t = (np.arange(1, gap + 1, dtype=np.float32) / np.float32(gap + 1))[None, :]
+        fill = last[:, None] + (first - last)[:, None] * t
+        scale = self.config.fs / chunk.fs
+        begin, end = round(self._next_in * scale), round((self._next_in + gap) * scale)
+        if end > begin:
+            self._filled.append((begin, end))
+        horizon = self._framer.next_sample - self.config.frame_samples
+        self._filled = [r for r in self._filled if r[1] > horizon]
+        self.summary.filled_gaps += 1
+        self.summary.filled_samples += gap
+        return np.concatenate([fill.astype(np.float32), chunk.samples], axis=1)
+
+    def filled_in(self, start: int, end: int) -> dict[str, Any]:
+        """The filled samples of ``[start, end)`` (model-rate indices): count and runs.
+
+        ``{"samples": n, "runs": [[start_sample, n_samples], ...]}`` (at most 64 runs).
+        """
+        runs = [
+            [max(a, start), min(b, end) - max(a, start)]
+            for a, b in self._filled
+            if a < end and b > start
+        ]
+        return {"samples": int(sum(n for _, n in runs)), "runs": runs[:_MAX_RUNS]}
+
     def _new_segment(self, chunk: Chunk, gap: int) -> None:
         old_fs = self._fs
         start500 = round(chunk.start_sample * self.config.fs / chunk.fs)
         if self._pre is not None:
-            reason = (
-                f"sample rate changed from {old_fs:g} to {chunk.fs:g} Hz"
-                if old_fs is not None and chunk.fs != old_fs
-                else f"gap of {gap} samples ({gap / chunk.fs:.3f} s) before sample "
-                f"{chunk.start_sample}: stream restarted"
-            )
+            meta = chunk.meta or {}
+            lost = f"{gap} samples ({gap / chunk.fs:.3f} s) before sample {chunk.start_sample}"
+            if old_fs is not None and chunk.fs != old_fs:
+                reason = f"sample rate changed from {old_fs:g} to {chunk.fs:g} Hz"
+            elif meta.get("seq_reset"):
+                reason = (
+                    f"the device restarted (its sequence number went back) before sample "
+                    f"{chunk.start_sample}: filters restarted"
+                )
+            elif meta.get("reconnected"):
+                reason = f"serial port reopened, about {lost} lost: filters restarted"
+            else:
+                reason = (
+                    f"signal lost for {lost}, longer than the {self.max_fill_s:g} s "
+                    "bridged: filters restarted"
+                )
             self.summary.gaps += 1
             end500 = max(start500, self._framer.next_sample + 1)
             begin = min(self._framer.next_sample, end500 - 1)
@@ -226,10 +304,17 @@ class Agent:
         self._framer.reset(start500)
         self._raw_framer.reset(start500)
         self._lead_off[:] = False
+        self._filled = []
 
     def _frames(self, frames: list[Frame], raws: list[Frame], chunk: Chunk) -> None:
         for frame, raw in zip(frames, raws):
             report = self.quality.check(frame, self._lead_off, raw.samples)
+            filled = self.filled_in(frame.start_sample, frame.end_sample)
+            if report.ok and filled["samples"] > MAX_FILLED_FRACTION * frame.n_valid:
+                share = 100.0 * filled["samples"] / frame.n_valid
+                report = QualityReport(
+                    False, (f"{share:.1f} % of the frame filled in across dropouts",), ()
+                )
             if not report.ok:
                 self.summary.quality_failures += 1
                 self.tracker.skip(frame)
@@ -261,7 +346,12 @@ class Agent:
             "start_utc": _utc(wall_end - (end - start) / fs),
             "end_utc": _utc(wall_end),
             "fs": float(fs),
+            **self._filled_field(start, end),
         }
+
+    def _filled_field(self, start: int, end: int) -> dict[str, Any]:
+        filled = self.filled_in(start, end)
+        return {"filled": filled} if filled["samples"] else {}
 
     @staticmethod
     def _latency_ms(received_at: float) -> float:
@@ -282,6 +372,7 @@ class Agent:
             "n_valid": frame.n_valid,
             "scores": c.scores_by_code(),
             "positives": list(c.positive_codes()),
+            "filled": self.filled_in(frame.start_sample, frame.end_sample),
             "latency_ms": self._latency_ms(chunk.received_at),
         }
         payload = None
@@ -345,6 +436,8 @@ class Agent:
         if state == "offline":
             extra.update(
                 gaps=s.gaps,
+                filled_gaps=s.filled_gaps,
+                filled_samples=s.filled_samples,
                 records=len(s.records),
                 standing=list(s.standing),
                 seconds=round(s.seconds, 3),

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from edge._cli import entry_point
+from bridge._cli import entry_point
 from edge.errors import check_choice, invalid
 
 app = typer.Typer(
@@ -44,6 +44,9 @@ _CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.
 _KEY = typer.Option(None, "--key-file", help="Client key for mqtts://.")
 _FRAMES = typer.Option(False, "--publish-frames", help="Also publish per-frame scores (QoS 0).")
 _HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status heartbeats.")
+_MAX_FILL = typer.Option(
+    0.1, "--max-fill-s", help="Longest dropout filled in (linear interpolation); 0: none."
+)
 
 
 def parse_speed(speed: str | float | None) -> float | None:
@@ -227,6 +230,7 @@ def replay(
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
     heartbeat_s: float = _HEARTBEAT,
+    max_fill_s: float = _MAX_FILL,
 ) -> None:
     """Play WFDB records as a live stream through the monitor."""
     from edge.replay import ReplaySource
@@ -259,6 +263,7 @@ def run(
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
     heartbeat_s: float = _HEARTBEAT,
+    max_fill_s: float = _MAX_FILL,
 ) -> None:
     """Monitor a serial ECG device."""
     from edge.serial_source import SerialSource
@@ -273,7 +278,7 @@ def run(
 
 _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
-    "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s",
+    "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
 )  # fmt: skip
 
 
@@ -284,7 +289,7 @@ def _agent_options(options: dict) -> dict:
 
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
-             heartbeat_s) -> None:  # fmt: skip
+             heartbeat_s, max_fill_s) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
     b = _open_bundle(bundle)
@@ -302,6 +307,7 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         hop_s=hop_s,
         confirm=confirm,
         device_id=device_id,
+        max_fill_s=max_fill_s,
     )
     raise typer.Exit(code)
 
@@ -313,11 +319,18 @@ def simulate_device(
     speed: str = typer.Option("1", "--speed", help="1 = real time, 10 = 10x faster, 'max'."),
     loop: bool = typer.Option(False, "--loop", help="Play the record again and again."),
     lsb_uv: float = typer.Option(1.0, "--lsb-uv", help="Microvolts per LSB."),
+    corrupt_every: int = typer.Option(
+        0, "--corrupt-every", min=0, help="Corrupt one packet (or CSV line) in N: a noisy cable."
+    ),
 ) -> None:
     """Play a record into a pseudo-terminal as a serial ECG device; prints the port first."""
     from edge.simulate import simulate_device_main
 
-    raise typer.Exit(simulate_device_main(record, protocol, parse_speed(speed), loop, lsb_uv))
+    raise typer.Exit(
+        simulate_device_main(
+            record, protocol, parse_speed(speed), loop, lsb_uv, corrupt_every=corrupt_every
+        )
+    )
 
 
 @app.command()

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SourceError, check_choice, check_positive, invalid
+from edge.errors import SourceError, check_choice, check_int, check_positive, invalid
 from edge.protocol import (
+    PACKET_SIZE,
     SEQ_MODULO,
     check_lsb_uv,
     encode_csv_line,
@@ -78,12 +79,14 @@ class SimulatedDevice:
         loop: bool = False,
         lsb_uv: float = 1.0,
         wait_for_reader: bool = True,
+        corrupt_every: int = 0,
     ) -> None:
         from edge.records import read_record
 
         record = read_record(record_path)
         self._init(record.signal, record.fs, record.name, protocol, speed, loop, lsb_uv)
         self.wait_for_reader = bool(wait_for_reader)
+        self.corrupt_every = check_int("corrupt_every", corrupt_every, min_value=0)
 
     @classmethod
     def from_array(
@@ -97,11 +100,13 @@ class SimulatedDevice:
         loop: bool = False,
         lsb_uv: float = 1.0,
         wait_for_reader: bool = True,
+        corrupt_every: int = 0,
     ) -> SimulatedDevice:
         """A device playing ``signal_mv`` ((12, n) mV, LEADS order) at ``fs`` Hz."""
         self = cls.__new__(cls)
         self._init(signal_mv, fs, name, protocol, speed, loop, lsb_uv)
         self.wait_for_reader = bool(wait_for_reader)
+        self.corrupt_every = check_int("corrupt_every", corrupt_every, min_value=0)
         return self
 
     def _init(self, signal, fs, name, protocol, speed, loop, lsb_uv) -> None:
@@ -191,15 +196,29 @@ class SimulatedDevice:
                 return not self._stop.wait(_SETTLE_S)
         return False
 
+    def corrupted(self, start: int, stop: int) -> list[int]:
+        """The sample indices in ``[start, stop)`` sent corrupted (every ``corrupt_every``-th,
+        the last of each run of that many: 999, 1999, ... for 1000)."""
+        n = self.corrupt_every
+        if n <= 0:
+            return []
+        first = start + (n - 1 - start) % n
+        return list(range(first, stop, n))
+
     def _encode(self, start: int, stop: int) -> bytes:
         n = self.n_samples
         idx = np.arange(start, stop) % n
         block = self.samples_lsb[:, idx]
+        bad = self.corrupted(start, stop)
         if self.protocol == "binary":
-            return encode_packets(start % SEQ_MODULO, block)
-        return b"".join(
-            encode_csv_line(block[:, k], index=start + k) for k in range(block.shape[1])
-        )
+            data = bytearray(encode_packets(start % SEQ_MODULO, block))
+            for k in bad:  # one flipped sample byte: the CRC fails, the packet is dropped
+                data[(k - start) * PACKET_SIZE + 8] ^= 0xFF
+            return bytes(data)
+        lines = [encode_csv_line(block[:, k], index=start + k) for k in range(block.shape[1])]
+        for k in bad:  # a byte garbled: the line no longer parses
+            lines[k - start] = b"x" + lines[k - start][1:]
+        return b"".join(lines)
 
     def _play(self) -> None:
         total = None if self.loop else self.n_samples
@@ -266,6 +285,7 @@ def simulate_device_main(
     loop: bool = False,
     lsb_uv: float = 1.0,
     out: Callable[[str], None] = print,
+    corrupt_every: int = 0,
 ) -> int:
     """The ``simulate-device`` command: print the pty path first, then play until done.
 
@@ -274,14 +294,22 @@ def simulate_device_main(
     """
     if out is print:
         out = functools.partial(print, flush=True)
-    device = SimulatedDevice(record, protocol=protocol, speed=speed, loop=loop, lsb_uv=lsb_uv)
+    device = SimulatedDevice(
+        record,
+        protocol=protocol,
+        speed=speed,
+        loop=loop,
+        lsb_uv=lsb_uv,
+        corrupt_every=corrupt_every,
+    )
     device.start()
     try:
         out(device.port)
         pace = "max speed" if device.speed is None else f"{device.speed:g}x real time"
         out(
             f"playing {device.name}: {device.n_samples} samples at {device.fs:g} Hz, "
-            f"{device.protocol}, {pace}{', looping' if device.loop else ''}; "
+            f"{device.protocol}, {pace}{', looping' if device.loop else ''}"
+            f"{f', 1 packet in {corrupt_every} corrupted' if corrupt_every else ''}; "
             "starts when a reader opens the port. Read it with:"
         )
         out(

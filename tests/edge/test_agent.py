@@ -146,7 +146,7 @@ class TestAgent:
         events, summary = _collect({"precision": "fp32"}, loaded_bundle, Src())
         q = [e for e in events if e["type"] == "quality"]
         assert summary.gaps == 1 and any(
-            "gap of 500 samples" in r for r in q[0]["quality"]["reasons"]
+            "signal lost for 500 samples" in r for r in q[0]["quality"]["reasons"]
         )
         frames = [e for e in events if e["type"] == "frame"]
         # first segment: a frame at 5000; second starts at 6500: no hop complete in 4000 samples
