@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,10 +66,12 @@ class TestTinyBundle:
             raw = clf.scores([record_model_inputs(it)[:1]])[0]
             np.testing.assert_array_equal(c.positive, raw >= bundle.head.thresholds)
 
-    def test_manifest_says_what_it_is(self, tiny_bundle):
+    def test_manifest_says_what_it_is(self, tiny_bundle, samples_dir):
         m = load_bundle(tiny_bundle).manifest
         assert m.model == "cnn" and len(m.classes) == 24
         assert m.training["data"]["n_records"] == 14
+        names = sorted(h.stem for h in Path(samples_dir).rglob("*.hea"))
+        assert m.training["train_record_names"] == names  # anyone can check what it saw
         assert m.training["quantization"]["format"] == "QDQ"
         skipped = m.training["phase2"]["skipped_classes"]
         assert "426627000" in skipped  # no Brady record among the samples: said, skipped
@@ -137,6 +141,33 @@ class TestEvaluateCli:
 
 
 class TestFitCli:
+    @pytest.mark.slow
+    def test_ptbxl_at_100_hz_with_its_validation_fold(self, shared_data, samples_dir, tmp_path):
+        """PTB-XL records (100 Hz) beside 500/1000 Hz ones; fold 9's patients validate."""
+        ptbxl = shared_data.parent / "ptbxl" / "sample"
+        env = {**os.environ, "ECG_EDGE_CACHE": str(tmp_path / "cache")}
+        r = _run(
+            "fit",
+            ptbxl,
+            samples_dir,
+            "--out",
+            tmp_path / "b",
+            "--epochs",
+            "1",
+            "--threads",
+            "2",
+            env=env,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        b = load_bundle(tmp_path / "b")
+        t = b.manifest.training
+        val = set(t["validation_record_names"])
+        fold9 = {h.stem for h in ptbxl.glob("*.hea") if "#StratFold: 9" in h.read_text()}
+        assert val == fold9 and not val & set(t["train_record_names"])
+        assert len(t["train_record_names"]) == 48 + 14 - len(fold9)
+        assert b.manifest.dsp.model_fs == 100 and b.head.calibrated
+        assert "svm_int8" in b.manifest.validation["validation_set"]
+
     def test_no_usable_records(self, tmp_path):
         (tmp_path / "x.hea").write_text("x 12 500 5000\n")
         r = _run("fit", tmp_path, "--out", tmp_path / "b", "--epochs", "1")
