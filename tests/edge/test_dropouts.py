@@ -123,13 +123,14 @@ class TestShortGapsAreBridged:
         from bridge.schema import Alert, parse
 
         x = _signal(12000)
-        chunks = [Chunk(x[:, :6000], 500.0, 0), Chunk(x[:, 6002:], 500.0, 6002, gap_before=2)]
+        # the gap lies in the first frame, which raises the first onset
+        chunks = [Chunk(x[:, :3000], 500.0, 0), Chunk(x[:, 3002:], 500.0, 3002, gap_before=2)]
         events, _ = _run(loaded_bundle, chunks)
         alerts = [e for e in events if e["type"] == "alert"]
         with_fill = [a for a in alerts if "filled" in a["frame"]]
         assert with_fill, alerts
         a = with_fill[0]
-        assert a["frame"]["filled"] == {"samples": 2, "runs": [[6000, 2]]}
+        assert a["frame"]["filled"] == {"samples": 2, "runs": [[3000, 2]]}
         payload = {k: v for k, v in a.items() if k != "type"}
         assert isinstance(parse(payload), Alert)
 
