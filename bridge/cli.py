@@ -210,6 +210,31 @@ def schema(kind: str = typer.Argument("alert", help="alert, status, quality or f
     print(json.dumps(schema_document(kind), indent=2))
 
 
+@app.command()
+def fleet(
+    devices: int = typer.Option(10, "--devices", min=1, max=2000, help="simulated agents"),
+    rate: float = typer.Option(1.0, "--rate", help="alerts per second per device"),
+    seconds: float = typer.Option(20.0, "--seconds", help="how long the agents publish"),
+    heartbeat_s: float = typer.Option(30.0, "--heartbeat-s", help="status heartbeat period"),
+    frame_hz: float = typer.Option(0.0, "--frame-hz", help="frame scores per second (QoS 0)"),
+    broker: str | None = typer.Option(
+        None, "--broker", help="an existing broker (default: start a loopback Mosquitto)"
+    ),
+) -> None:
+    """Simulate a fleet through the real publisher and spool; print the figures as JSON.
+
+    Alerts per second end to end, latency (p50/p99/max), lost and duplicated
+    alerts, broker and subscriber CPU (% of one core) and peak memory.
+    """
+    from bridge.fleet import run_fleet
+
+    _logging(False)
+    result = run_fleet(
+        devices, rate, seconds, broker_url=broker, heartbeat_s=heartbeat_s, frame_hz=frame_hz
+    )
+    print(json.dumps(result, indent=2))
+
+
 main = entry_point(app)
 
 if __name__ == "__main__":
