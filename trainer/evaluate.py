@@ -47,19 +47,27 @@ def evaluate_items(
     codes = list(bundle.manifest.codes)
     labels = np.array([it.labels for it in items])
     classifiers = {p: Classifier(bundle, p, threads=threads) for p in precisions}
-    scores = {p: np.zeros(labels.shape, dtype=np.float32) for p in precisions}
+    scores = {p: np.zeros(labels.shape) for p in precisions}
     # one record in memory at a time: the full Challenge set is 43,101 of them
     for i, it in enumerate(progress(items, "scoring")):
         rec = read_record(it.header)
         for p, clf in classifiers.items():
             scores[p][i] = np.max([s for _, s in score_record(clf, rec, HOP_SAMPLES)], axis=0)
     out = {}
+    head = bundle.head
     for p, s in scores.items():
-        d = s >= bundle.head.thresholds
-        out[p] = Evaluation(
-            p, [it.name for it in items], labels, s, d, score_all(labels, d, s, codes)
-        )
+        d = s >= head.thresholds  # decided on the raw scores, as the edge decides
+        shown = head.probabilities(s) if head.calibrated else s  # probabilities when calibrated
+        figures = score_all(labels, d, shown, codes)
+        out[p] = Evaluation(p, [it.name for it in items], labels, shown, d, figures)
     return out
+
+
+def brier(ev: Evaluation) -> float | None:
+    """Mean squared error of the probabilities against the labels (None for raw scores)."""
+    if ev.scores.min() < 0 or ev.scores.max() > 1:
+        return None
+    return float(np.mean((ev.scores - ev.labels) ** 2))
 
 
 def evaluate(
@@ -83,14 +91,18 @@ def evaluate(
     log(f"scoring {len(rep.items)} records with bundle {bundle.path} ({bundle.manifest.model})")
     results = evaluate_items(bundle, rep.items, precisions)
     for p, ev in results.items():
-        f = ev.figures.to_json()
+        f = {**ev.figures.to_json(), "brier": brier(ev)}
         log(f"{p:>5}: " + "  ".join(f"{k} {_fmt(v)}" for k, v in f.items()))
         if outputs is not None:
             write_outputs(outputs / p if len(results) > 1 else outputs, ev, bundle.manifest.codes)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(
-            json.dumps({p: ev.figures.to_json() for p, ev in results.items()}, indent=2) + "\n"
+            json.dumps(
+                {p: {**ev.figures.to_json(), "brier": brier(ev)} for p, ev in results.items()},
+                indent=2,
+            )
+            + "\n"
         )
     if report is not None:
         write_report(report, bundle, results)
@@ -127,7 +139,7 @@ def write_report(folder: Path, bundle: Bundle, results: dict[str, Evaluation]) -
         "|---|---|---|---|---|---|---|---|",
     ]
     for p, ev in results.items():
-        f = ev.figures.to_json()
+        f = {**ev.figures.to_json(), "brier": brier(ev)}
         lines.append(f"| {p} | " + " | ".join(_fmt(v) for v in f.values()) + " |")
     for p, ev in results.items():
         lines += [
