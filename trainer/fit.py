@@ -289,10 +289,11 @@ def train_extractor(
             ckpt_path,
         )
         vm = row.get("val_challenge_metric")
+        left_min = (cfg.epochs - epoch - 1) * float(np.median(times)) / 60
         log(
             f"epoch {epoch + 1:3d}  loss {row['loss']:.4f}  "
             + (f"val challenge {vm:.3f}  " if vm is not None else "")
-            + f"({times[-1]:.1f} s)"
+            + f"({times[-1]:.1f} s; at most ~{left_min:.0f} min left)"
         )
         if epoch + 1 - best_epoch >= cfg.patience:
             log(f"early stop: no better validation metric for {cfg.patience} epochs")

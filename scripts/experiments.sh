@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The experiments behind trainer/EXPERIMENTS.md and the README's tables, one command each.
+#   bash scripts/experiments.sh ship  PTBXL_DIR CHALLENGE_DIR   the shipped recipe (PTB-XL folds 1-9 + the Challenge records)
+#   bash scripts/experiments.sh loso  PTBXL_DIR CHALLENGE_DIR   trained on PTB-XL alone, scored on every other source
+# PTBXL_DIR holds PTB-XL's folds 1-9 in Challenge format (LR*.hea/.dat with #PatientID and
+# #StratFold); CHALLENGE_DIR the 2020 Challenge's folders (cpsc2018, georgia, ptb, ...).
+# Set SEED (default 0), MODEL (cnn or resnet), EPOCHS (30), OUT (runs/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="$1"; ptbxl="$2"; challenge="$3"
+seed="${SEED:-0}"; model="${MODEL:-cnn}"; epochs="${EPOCHS:-30}"; out="${OUT:-runs}"
+train() {  # train OUT_DIR DATA...
+  local dir="$1"; shift
+  .venv/bin/ecg-train fit "$@" --out "$dir/bundle" --model "$model" --epochs "$epochs" \
+    --patience 6 --seed "$seed" --threads 2 --resume 2>&1 | tee -a "$dir.log"
+}
+case "$what" in
+  ship)
+    dir="$out/ship-$model-s$seed"; mkdir -p "$dir"
+    train "$dir" "$ptbxl" "$challenge"
+    ;;
+  loso)
+    dir="$out/loso-$model-s$seed"; mkdir -p "$dir"
+    train "$dir" "$ptbxl"
+    # every other source is a hospital the model never saw (PTB-XL's HR copies are twins of
+    # training records, so they are not scored)
+    for src in cpsc:cpsc2018,cpsc2018-extra georgia:georgia ptb:ptb chapman-ningbo:chapman-ningbo ludb:ludb; do
+      name="${src%%:*}"; folders=()
+      IFS=, read -ra parts <<< "${src#*:}"
+      for p in "${parts[@]}"; do folders+=("$challenge/$p"); done
+      .venv/bin/ecg-train evaluate "$dir/bundle" "${folders[@]}" \
+        --outputs "$dir/outputs/$name" --json "$dir/$name.json"
+    done
+    ;;
+  *) echo "experiments: unknown experiment '$what' (ship or loso)" >&2; exit 2 ;;
+esac
