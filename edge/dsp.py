@@ -339,20 +339,23 @@ def window_starts(n_valid: int, window: int) -> list[int]:
 def model_windows(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
     """Preprocessed samples of one frame -> (n_windows, n_leads, window_samples) model input.
 
-    The last ``frame_samples`` samples at ``fs`` are brought to ``model_fs``,
-    cut into windows (:func:`window_starts`), and each window is normalised
-    on its real samples (a window longer than the signal is zero-padded at
-    the end, the padding staying 0). The extractor sees each window; the
-    frame's features are the mean of the windows' (``edge.classify``).
+    The last ``frame_samples`` samples at ``fs`` are cut into windows of
+    ``window_seconds`` (:func:`window_starts`, at ``fs``); each window alone is
+    brought to ``model_fs`` (:func:`to_model_rate`) and normalised on its real
+    samples (a window longer than the signal is zero-padded at the end, the
+    padding staying 0). A window's input thus depends on its own samples
+    only: frames that share a window (every hop, in a stream) give it the same
+    numbers, and its features can be reused (``edge.classify``). The
+    extractor sees each window; the frame's features are the windows' mean.
     """
     config = config or DspConfig()
     if x.shape[1] > config.frame_samples:
         x = x[:, x.shape[1] - config.frame_samples :]
-    y = to_model_rate(x, config)
-    w = config.window_samples
+    w_in = round(config.window_samples * config.fs / config.model_fs)  # window at fs
     wins = []
-    for s in window_starts(y.shape[1], w):
-        win, n_valid = make_frame(y[:, s : s + w], w)
+    for s in window_starts(x.shape[1], w_in):
+        y = to_model_rate(x[:, s : s + w_in], config)
+        win, n_valid = make_frame(y, config.window_samples)
         wins.append(normalize(win, n_valid, config.norm_min_std_mv))
     return np.stack(wins)
 

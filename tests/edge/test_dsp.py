@@ -141,10 +141,9 @@ class TestFrame:
         x = _signal(500, 30.0)
         wins = model_windows(x)
         assert wins.shape == (3, 12, 1000)
-        # each window is the 100 Hz signal of its 10 s, normalised on its own
-        y = to_model_rate(x)
-        assert y.shape == (12, 3000)
-        seg = y[:, 1000:2000].astype(np.float64)
+        # each window is the 100 Hz signal of its own 10 s alone, normalised on its own
+        assert to_model_rate(x).shape == (12, 3000)
+        seg = to_model_rate(x[:, 5000:10000]).astype(np.float64)
         ref = (seg - seg.mean(1, keepdims=True)) / seg.std(1, keepdims=True)
         np.testing.assert_allclose(wins[1], ref, atol=1e-5)
 
@@ -153,6 +152,12 @@ class TestFrame:
         tone = np.tile(np.sin(2 * np.pi * 70.0 * t), (12, 1))  # above the 50 Hz Nyquist
         y = to_model_rate(tone)
         assert np.abs(y[:, 100:]).max() < 0.01  # not folded back to 30 Hz
+
+    def test_frames_that_share_a_window_give_it_the_same_input(self):
+        x = _signal(500, 40.0)
+        a = model_windows(x[:, :15000])  # windows at 0, 10, 20 s
+        b = model_windows(x[:, 5000:20000])  # the next frame: windows at 10, 20, 30 s
+        np.testing.assert_array_equal(a[1:], b[:2])
 
     def test_whole_record_and_frame_agree_at_the_start(self):
         x = _signal(500, 10.0)
