@@ -120,6 +120,7 @@ class Publisher:
         self._last_heartbeat = 0.0
         self._last_error = ""
         self._counts = {"sent": 0, "reconnects": 0, "frames_sent": 0, "frames_dropped": 0}
+        self._stream_counters: dict[str, Any] = {}
 
     # ---- the caller's side -------------------------------------------------
 
@@ -157,6 +158,11 @@ class Publisher:
         if len(self._frames) == self._frames.maxlen:
             self._counts["frames_dropped"] += 1
         self._frames.append(encode(scores.to_json()))
+
+    def set_counters(self, counters: dict[str, Any]) -> None:
+        """The stream's counters (frames, gaps, ``serial``: CRC errors...), sent in every
+        heartbeat and online status from now on (a copy is kept)."""
+        self._stream_counters = dict(counters)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until the spool is empty; False if ``timeout_s`` passed first."""
@@ -277,7 +283,10 @@ class Publisher:
             log.info("MQTT %s: connected again", self.broker)
         self._last_error = ""
         self._connected.set()
-        info = client.publish(self._topics["status"], self._status("online"), qos=1, retain=True)
+        info = client.publish(
+            self._topics["status"], self._status("online", **self._stream_counters), qos=1,
+            retain=True,
+        )  # fmt: skip
         self._status_mids.add(info.mid)
         self._last_heartbeat = time.monotonic()
 
@@ -315,7 +324,11 @@ class Publisher:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.heartbeat_s:
             self._last_heartbeat = now
-            extra = {"sent": self._counts["sent"], "pending": len(self._spool)}
+            extra = {
+                **self._stream_counters,
+                "sent": self._counts["sent"],
+                "pending": len(self._spool),
+            }
             client.publish(
                 self._topics["status"], self._status("heartbeat", **extra), qos=1, retain=True
             )

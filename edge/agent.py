@@ -32,6 +32,7 @@ flushes the publisher and reports ``offline``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -131,6 +132,7 @@ class Agent:
         quality: QualityConfig | None = None,
         classifier: Classifier | None = None,
         max_fill_s: float = 0.1,
+        status_s: float = 30.0,
     ) -> None:
         from bridge.topics import check_device_id
 
@@ -159,6 +161,9 @@ class Agent:
         self.max_fill_s = float(check_positive("max_fill_s", max_fill_s, allow_zero=True))
         self._last_raw: np.ndarray | None = None  # (n_leads,) last sample in, at the source rate
         self._filled: list[tuple[int, int]] = []  # filled runs [start, end) at the model rate
+        self.status_s = float(check_positive("status_s", status_s))
+        self._next_status = 0.0  # monotonic time of the next heartbeat status event
+        self._next_counters = 0.0  # ... of the next counters update to the publisher
 
     # ---------------------------------------------------------------- control
 
@@ -176,6 +181,7 @@ class Agent:
         """Consume ``source`` until it ends or :meth:`stop`; return the summary."""
         self._source = source
         t0 = time.monotonic()
+        self._next_status = t0 + self.status_s
         self._status("online")
         try:
             for chunk in source.chunks():
@@ -225,6 +231,39 @@ class Agent:
         self._frames(frames, raws, chunk)
         if chunk.end_of_record:
             self.end_segment(chunk)
+        self._tick()
+
+    def counters(self) -> dict[str, Any]:
+        """What the stream has counted so far: frames, alerts, gaps, filled samples and,
+        for a serial device, the parser's counters (``serial``: CRC errors, bytes
+        discarded, bad CSV lines, sequence gaps, samples lost, ...)."""
+        s = self.summary
+        out: dict[str, Any] = {
+            "frames": s.frames,
+            "quality_failures": s.quality_failures,
+            "alerts": s.alerts,
+            "gaps": s.gaps,
+            "filled_gaps": s.filled_gaps,
+            "filled_samples": s.filled_samples,
+        }
+        stats = getattr(self._source, "stats", None)
+        if stats is not None and dataclasses.is_dataclass(stats):
+            serial = {k: int(v) for k, v in dataclasses.asdict(stats).items()}
+            serial["reconnects"] = int(getattr(self._source, "reconnects", 0))
+            out["serial"] = serial
+        return out
+
+    def _tick(self) -> None:
+        """Now and then: counters to the publisher (its heartbeat), a heartbeat status event."""
+        now = time.monotonic()
+        if self.publisher is not None and now >= self._next_counters:
+            self._next_counters = now + 1.0
+            set_counters = getattr(self.publisher, "set_counters", None)
+            if set_counters is not None:
+                set_counters(self.counters())
+        if now >= self._next_status:
+            self._next_status = now + self.status_s
+            self._status("heartbeat")
 
     def end_segment(self, last: Chunk | None = None) -> None:
         """Flush the partial frame of the current segment; at a record's end, close alerts."""
@@ -432,12 +471,9 @@ class Agent:
         from bridge.schema import StatusMessage
 
         s = self.summary
-        extra = {"frames": s.frames, "quality_failures": s.quality_failures, "alerts": s.alerts}
+        extra = self.counters()
         if state == "offline":
             extra.update(
-                gaps=s.gaps,
-                filled_gaps=s.filled_gaps,
-                filled_samples=s.filled_samples,
                 records=len(s.records),
                 standing=list(s.standing),
                 seconds=round(s.seconds, 3),

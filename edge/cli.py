@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from bridge._cli import entry_point
-from edge.errors import check_choice, invalid
+from edge.errors import SourceError, check_choice, invalid
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -137,13 +137,56 @@ def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
                 "33",
             )
         else:
-            extra = event.get("extra", {})
-            line = f"status {event['state']}: " + ", ".join(f"{k}={v}" for k, v in extra.items())
-            line = style(line, "2")
+            line = style(status_line(event, classes), "2")
         stream.write(line + "\n")
         stream.flush()
 
     return sink
+
+
+def _abbreviations(codes, classes: dict[str, Any]) -> str:
+    return ", ".join(classes[c].abbreviation if c in classes else str(c) for c in codes) or "-"
+
+
+def status_line(event: dict, classes: dict[str, Any]) -> str:
+    """A status event as one line: counters ``k=v``, findings by abbreviation."""
+    parts = []
+    for k, v in event.get("extra", {}).items():
+        if k == "standing":
+            v = _abbreviations(v, classes)
+        elif isinstance(v, dict):
+            v = "{" + ", ".join(f"{a}={b}" for a, b in v.items()) + "}"
+        parts.append(f"{k}={v}")
+    return f"status {event['state']}: " + ", ".join(parts)
+
+
+def summary_lines(
+    summary, counters: dict, classes: dict[str, Any], *, replay: bool, skipped: int = 0
+) -> list[str]:
+    """The end-of-run summary: what was diagnosed, what the stream and the device lost."""
+    s = summary
+    head = f"{s.frames} frames diagnosed, {s.quality_failures} failed quality, {s.alerts} alerts"
+    if replay:
+        head += f", {len(s.records)} record(s) played"
+        if skipped:
+            head += f", {skipped} skipped (unreadable)"
+    lines = [f"{head} in {s.seconds:.1f} s"]
+    if s.standing:
+        lines.append(f"still positive at the end: {_abbreviations(s.standing, classes)}")
+    serial = counters.get("serial")
+    if serial is not None or s.gaps or s.filled_gaps:
+        lines.append(
+            f"dropouts: {s.filled_gaps} filled in ({s.filled_samples} samples), "
+            f"{s.gaps} too long to fill (filters restarted)"
+        )
+    if serial is not None:
+        lines.append(
+            f"serial: {serial['packets_ok']} samples received, {serial['crc_errors']} CRC "
+            f"errors, {serial['bytes_discarded']} bytes dropped, {serial['bad_lines']} bad CSV "
+            f"lines, {serial['gaps']} sequence gaps ({serial['samples_lost']} samples lost), "
+            f"{serial['seq_resets']} device restarts, {serial['reconnects']} reconnects"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------- the runs
@@ -203,11 +246,15 @@ def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
             signal.signal(s, handler)
         if publisher is not None and not publisher.close(timeout_s=10.0):
             _stderr("warning: some alerts are still in the spool; they go out on the next run")
+    skipped = len(getattr(source, "skipped", ()))
     if not as_json:
-        _stderr(
-            f"{summary.frames} frames, {summary.quality_failures} failed quality, "
-            f"{summary.alerts} alerts, {len(summary.records)} record(s) in {summary.seconds:.1f} s"
-        )
+        replay = hasattr(source, "records")
+        for line in summary_lines(
+            summary, agent.counters(), classes, replay=replay, skipped=skipped
+        ):
+            _stderr(line)
+    if skipped and not summary.records and not summary.stopped:
+        raise SourceError(f"none of the {skipped} record(s) could be read (reasons above)")
     return 0
 
 
@@ -308,6 +355,7 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         confirm=confirm,
         device_id=device_id,
         max_fill_s=max_fill_s,
+        status_s=heartbeat_s,
     )
     raise typer.Exit(code)
 

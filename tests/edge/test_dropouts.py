@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -186,3 +187,48 @@ class TestNoisyCable:
         assert alerts(noisy) == alerts(clean)
         offline = noisy[-1]["extra"]
         assert offline["gaps"] == 0 and offline["filled_gaps"] == 23
+        # the parser's counters are in the status event (and so in the heartbeat)
+        serial = offline["serial"]
+        assert serial["crc_errors" if protocol == "binary" else "bad_lines"] == 23
+        assert serial["gaps"] == 23 and serial["samples_lost"] == 23
+        assert serial["bytes_discarded"] >= 23 and serial["packets_ok"] == 23853 - 23
+
+
+@pytest.mark.slow
+class TestRunSummary:
+    """``ecg-edge run`` on a simulated noisy device: the summary shows what the parser counted."""
+
+    def test_summary_and_json_status_show_the_counters(self, samples_dir, agent_bundle):
+        import os
+        import signal
+        import subprocess
+
+        from agent_fixtures import CLI, ROOT
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        record = samples_dir / "cpsc2018" / "A0005"  # 25 s
+        outs = {}
+        for as_json in (False, True):
+            sim = subprocess.Popen(
+                [*CLI, "simulate-device", str(record), "--speed", "max", "--corrupt-every", "1000"],
+                cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            port = sim.stdout.readline().strip()
+            run = subprocess.Popen(
+                [*CLI, "run", "--device", port, "--fs", "500", "--bundle", str(agent_bundle),
+                 "--precision", "fp32", *(["--json"] if as_json else [])],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            sim.wait(120)
+            time.sleep(2.0)
+            run.send_signal(signal.SIGTERM)
+            outs[as_json] = run.communicate(timeout=60)
+            assert run.returncode == 0, outs[as_json][1]
+        err = outs[False][1]
+        assert "2 frames diagnosed" in err and "record(s)" not in err
+        assert "dropouts: 12 filled in (12 samples), 0 too long to fill" in err
+        assert "12 CRC errors" in err and "12 sequence gaps (12 samples lost)" in err
+        status = [json.loads(x) for x in outs[True][0].splitlines() if '"status"' in x]
+        assert status[-1]["state"] == "offline"
+        assert status[-1]["extra"]["serial"]["crc_errors"] == 12
+        assert status[-1]["extra"]["filled_samples"] == 12
