@@ -456,9 +456,11 @@ class Forwarder:
                 properties=session_properties(self._session_expiry_s),
             )
         except PublishError as exc:
-            if "protocol version" not in str(exc).lower():
+            # A 3.1.1 broker refuses the protocol level, or closes without a CONNACK.
+            reason = str(exc).lower()
+            if "protocol version" not in reason and "no answer" not in reason:
                 raise
-            log.warning("%s has no MQTT 5; the group uses MQTT 3.1.1", self.broker)
+            log.warning("%s: no MQTT 5 (%s); the group uses MQTT 3.1.1", self.broker, exc)
             self._client = self._make_client(mqtt5=False)
             connect_blocking(self._client, self.broker, timeout_s=timeout_s)
 

@@ -188,6 +188,23 @@ class TestGroupErrors:
         finally:
             broker.stop()
 
+    def test_falls_back_to_mqtt311(self, tmp_path: Path) -> None:
+        """amqtt speaks MQTT 3.1.1 only: the group member connects with 3.1.1."""
+        pytest.importorskip("amqtt")
+        broker = start_broker(tmp_path / "b", kind="amqtt")
+        try:
+            fwd = Forwarder(
+                broker.url,
+                parse_target(f"jsonl:{tmp_path / 'a.jsonl'}"),
+                tmp_path / "o.db",
+                group="ward",
+                client_id="old-broker",
+            ).start(timeout_s=5)
+            assert fwd.mqtt5 is False
+            fwd.close()
+        finally:
+            broker.stop()
+
     def test_slow_target_warns_and_keeps_everything(
         self, broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
