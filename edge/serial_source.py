@@ -15,9 +15,13 @@ What can go wrong, and what happens:
 - the device disappears (unplugged): logged, reopened with exponential
   backoff and jitter; the first chunk after it has ``meta["reconnected"]``
   and a ``gap_before`` estimated from the wall-clock time lost x ``fs``;
-- the device's real rate is far from ``fs`` (checked once over the first
-  ``rate_window_s`` seconds when ``check_rate``): :class:`SourceError`
-  naming the rate to pass.
+- the device's real rate differs from ``fs`` (measured once over the first
+  ``rate_window_s`` seconds when ``check_rate``): more than
+  ``RATE_WARN`` (5 %) off is logged, more than ``RATE_REFUSE`` (10 %) off is a
+  :class:`SourceError`. Either names the ``--fs`` to pass only when the
+  measured rate is within 3 % of a usual ECG rate; otherwise (a simulated
+  device played faster than real time, a misconfigured front end) it says so
+  and advises nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from edge.sources import N_LEADS, Chunk
 
 DEFAULT_BAUD = 921600
 PROTOCOLS = ("binary", "csv")
-_RATE_TOLERANCE = 0.2
+RATE_WARN = 0.05  # measured rate this far off --fs: a warning
+RATE_REFUSE = 0.10  # this far off: refused (the scores would be wrong)
 _NO_DATA_WARN_S = 5.0
 _GARBAGE_WARN_BYTES = 4096
 
@@ -90,15 +95,45 @@ def open_error_message(device: str, exc: BaseException) -> str:
     return f"Cannot open serial port {device}: {text}"
 
 
-def _suggest_fs(rate: float) -> str:
-    """The likely true rate: an ECG rate within 3 % first (a busy host measures a few
-    % off), then the power-of-two rates of some front ends, else the measured value."""
+def suggest_fs(rate: float) -> float | None:
+    """The usual ECG rate the measured ``rate`` is (within 3 %: a busy host measures a
+    little off), or None: then no rate can be advised.
+
+    >>> suggest_fs(497.2), suggest_fs(9936.0)
+    (500, None)
+    """
     for family, tol in (((250, 257, 360, 500, 1000, 2000), 0.03),
                         ((125, 128, 256, 400, 512, 1024), 0.02)):  # fmt: skip
         best = min(family, key=lambda c: abs(c - rate))
         if abs(best - rate) <= tol * best:
-            return f"{best:g}"
-    return f"{rate:.0f}"
+            return best
+    return None
+
+
+def judge_rate(rate: float, fs: float) -> str:
+    """``"ok"``, ``"warn"`` (more than 5 % off) or ``"refuse"`` (more than 10 % off).
+
+    >>> judge_rate(503, 500), judge_rate(500, 530), judge_rate(500, 560)
+    ('ok', 'warn', 'refuse')
+    """
+    off = abs(rate / fs - 1.0)
+    return "refuse" if off > RATE_REFUSE else "warn" if off > RATE_WARN else "ok"
+
+
+def rate_advice(device: str, rate: float, fs: float) -> str:
+    """One line: the measured rate against ``--fs``, and what to pass, if anything is known."""
+    off = rate / fs - 1.0
+    said = (
+        f"Serial device {device} sends about {rate:.0f} samples/s but --fs is {fs:g} ({off:+.0%})"
+    )
+    best = suggest_fs(rate)
+    if best is not None:
+        return f"{said}; pass --fs {best:g}"
+    hint = " (or raise --baud: it may be too low for the rate)" if rate < fs else ""
+    return (
+        f"{said}; {rate:.0f} Hz is no usual ECG rate, so no --fs can be advised: check the "
+        f"device's rate setting{hint}; a simulated device plays in real time only at --speed 1"
+    )
 
 
 class SerialSource:
@@ -157,6 +192,7 @@ class SerialSource:
         self._rate_start: float | None = None
         self._rate_count = 0
         self._rate_checked = not self.check_rate
+        self.measured_fs: float | None = None  # samples/s over the first rate_window_s
         self._warned_garbage = False
         self._ser: serial.Serial | None = self._open_port()
 
@@ -349,12 +385,12 @@ class SerialSource:
             return
         self._rate_checked = True
         rate = self._rate_count / elapsed
-        if abs(rate / self.fs - 1.0) > _RATE_TOLERANCE:
-            hint = " (or raise --baud: it may be too low for the rate)" if rate < self.fs else ""
-            raise SourceError(
-                f"Serial device {self.device} sends about {rate:.0f} samples/s but --fs is "
-                f"{self.fs:g}; pass --fs {_suggest_fs(rate)}{hint}"
-            )
+        self.measured_fs = rate
+        verdict = judge_rate(rate, self.fs)
+        if verdict == "refuse":
+            raise SourceError(rate_advice(self.device, rate, self.fs))
+        if verdict == "warn":
+            self._log(f"warning: {rate_advice(self.device, rate, self.fs)}")
 
     def _check_garbage(self) -> None:
         stats = self._parser.stats

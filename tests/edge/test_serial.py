@@ -303,3 +303,41 @@ class TestSimulateDeviceMain:
         assert sum(c.n_samples for c in chunks) == record.signal.shape[1]
         assert any(f"--fs {record.fs:g}" in line for line in lines)
         assert lines[-1].startswith("done")
+
+
+class TestSampleRateCheck:
+    """Warn beyond 5 %, refuse beyond 10 %, and advise a --fs only when it is a real ECG rate."""
+
+    def test_verdicts(self):
+        from edge.serial_source import judge_rate
+
+        assert judge_rate(500, 500) == judge_rate(515, 500) == "ok"
+        assert judge_rate(500, 530) == judge_rate(500, 472) == "warn"
+        assert judge_rate(500, 560) == judge_rate(9936, 1000) == "refuse"
+
+    def test_advice_only_for_a_usual_rate(self):
+        from edge.serial_source import rate_advice
+
+        said = rate_advice("/dev/x", 497.0, 560)
+        assert said.endswith("pass --fs 500") and "(-11%)" in said
+        said = rate_advice("/dev/x", 9936.0, 1000)  # a 1000 Hz record played at --speed 10
+        assert "--fs 9936" not in said and "no --fs can be advised" in said
+        assert "pass --fs" not in said
+
+    def test_560_on_a_500_hz_device_is_not_silent(self):
+        logged: list[str] = []
+        with SimulatedDevice.from_array(_signal(1500), 500, speed=1.0) as device:
+            source = SerialSource(device.port, fs=560, rate_window_s=1.5, log=logged.append)
+            try:
+                _collect(source, 1500)
+            except SourceError as exc:  # refused (the usual case: about 11 % off) ...
+                logged.append(str(exc))
+        said = [m for m in logged if "samples/s but --fs is 560" in m]
+        assert said and said[0].endswith("pass --fs 500")  # ... or at least warned
+
+    def test_a_fast_replay_gets_no_wrong_advice(self):
+        with SimulatedDevice.from_array(_signal(20000), 1000, speed=10.0) as device:
+            source = SerialSource(device.port, fs=1000, rate_window_s=1.0, log=lambda m: None)
+            with pytest.raises(SourceError, match="no --fs can be advised") as err:
+                _collect(source, 20000)
+        assert "pass --fs" not in str(err.value)
