@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -65,16 +66,39 @@ def export_fp32(
 
 
 def quantize_int8(
-    fp32_path: Path, out_path: Path, calibration: np.ndarray, method: str = "minmax"
+    fp32_path: Path,
+    out_path: Path,
+    calibration: np.ndarray,
+    method: str = "minmax",
+    *,
+    portable: bool = True,
 ) -> Path:
-    """Static QDQ quantization of ``fp32_path`` calibrated on (n, 12, 15000) frames.
+    """Static QDQ quantization of ``fp32_path`` calibrated on (n, 12, window) frames.
 
     Weights int8 per channel (symmetric), activations uint8 (asymmetric):
     with int8 activations onnxruntime fused only 17 of the ResNet's 36
     convolutions into ``QLinearConv`` (the rest ran in fp32 between
     Dequantize/Quantize pairs); with uint8 all 36 fuse and a frame runs about
     2.7x faster (``python -m benchmarks.quant_variants``).
+
+    ``portable`` (the default, and what bundles ship) makes the graph give
+    the same integers on every CPU (x86 AVX2, AVX-512, VNNI, aarch64):
+
+    - 7-bit weights (``reduce_range``: codes in [-64, 64]), so that no pair
+      sum ``u8 x w1 + u8' x w2`` of x86's ``vpmaddubsw`` (AVX2 and AVX-512
+      without VNNI) saturates int16: ``255 * 2 * 64 = 32640 <= 32767``;
+    - one scale for both inputs and the output of every residual Add
+      (:func:`share_add_scales`), so that every ``QLinearAdd`` kernel (float
+      with FMA on AVX2, without on SSE2, fixed point on NEON) adds integers
+      and rounds nothing.
+
+    The result is checked (:func:`trainer.int8_reference.check_portable`)
+    and refused if either does not hold. ``portable=False`` is the earlier
+    scheme (8-bit weights, per-tensor Add scales), kept for measuring what
+    the portable one costs (``python -m benchmarks.quant_variants``).
     """
+    from trainer.int8_reference import check_portable
+
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "percentile": CalibrationMethod.Percentile,
@@ -89,12 +113,102 @@ def quantize_int8(
             _Frames(calibration.astype(np.float32)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=portable,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
+    if portable:
+        model = share_add_scales(onnx.load(str(out_path)))
+        check_portable(model)
+        onnx.save(model, str(out_path))
     return out_path
+
+
+def share_add_scales(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give both inputs and the output of every quantized ``Add`` one scale (in place).
+
+    Tensors joined by Adds form groups (a ResNet stage: its blocks' second
+    convolutions, its skip convolution and its block outputs); each group
+    takes the largest scale among its members, so no range shrinks. Zero
+    points follow the scale (``zp * s_old / s_new``; 0 stays 0, so a ReLU
+    folded into a zero point stays folded), and the int32 bias of every
+    convolution reading a rescaled tensor is requantized to its new
+    ``input scale x weight scale``.
+    """
+    g = model.graph
+    init = {i.name: i for i in g.initializer}
+    arr = {k: numpy_helper.to_array(v) for k, v in init.items()}
+    prod = {o: n for n in g.node for o in n.output}
+    qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            a = parent[a]
+        return a
+
+    for n in g.node:
+        if n.op_type != "Add":
+            continue
+        names = [
+            prod[i].input[1] for i in n.input if i in prod and prod[i].op_type == "DequantizeLinear"
+        ]
+        names += [
+            c.input[1]
+            for c in g.node
+            if c.op_type == "QuantizeLinear" and c.input[0] == n.output[0]
+        ]
+        if len(names) != 3:
+            raise EcgEdgeError(f"Add {n.name!r} is not quantized on both inputs and its output")
+        for other in names[1:]:
+            parent[find(other)] = find(names[0])
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(find(name), []).append(name)
+    new_scale: dict[str, np.float32] = {}
+    for members in groups.values():
+        s = max(np.float32(arr[m]) for m in members)
+        new_scale.update({m: s for m in members if np.float32(arr[m]) != s})
+    zp_of = {}
+    for n in qdq:
+        if (
+            n.input[1] in new_scale
+            and len(n.input) > 2
+            and zp_of.setdefault(n.input[2], n.input[1]) != n.input[1]
+        ):
+            raise EcgEdgeError(f"zero point {n.input[2]!r} is shared by two scales")
+    for zp_name, s_name in zp_of.items():
+        zp = arr[zp_name]
+        ratio = np.float64(arr[s_name]) / np.float64(new_scale[s_name])
+        info = np.iinfo(zp.dtype)
+        new_zp = np.clip(np.rint(zp.astype(np.float64) * ratio), info.min, info.max).astype(
+            zp.dtype
+        )
+        init[zp_name].CopyFrom(numpy_helper.from_array(new_zp, zp_name))
+    for n in g.node:  # biases of convolutions whose input scale changed
+        if n.op_type != "Conv" or len(n.input) < 3 or not n.input[2]:
+            continue
+        x_scale = prod[n.input[0]].input[1]
+        if x_scale not in new_scale:
+            continue
+        w_scale = arr[prod[n.input[1]].input[1]].astype(np.float32)
+        b_dq = prod[n.input[2]]
+        b_name, bs_name = b_dq.input[0], b_dq.input[1]
+        b_scale = (new_scale[x_scale] * w_scale).astype(np.float32)
+        b_float = arr[b_name].astype(np.float64) * arr[bs_name].astype(np.float64)
+        b_new = np.rint(b_float / b_scale.astype(np.float64))
+        b_new = np.clip(b_new, -(2**31) + 1, 2**31 - 1).astype(np.int32)
+        init[b_name].CopyFrom(numpy_helper.from_array(b_new, b_name))
+        init[bs_name].CopyFrom(
+            numpy_helper.from_array(b_scale.reshape(arr[bs_name].shape), bs_name)
+        )
+    for s_name, s in new_scale.items():
+        init[s_name].CopyFrom(
+            numpy_helper.from_array(np.asarray(s, np.float32).reshape(arr[s_name].shape), s_name)
+        )
+    return model
 
 
 def feature_session(path: Path, threads: int = 2) -> ort.InferenceSession:
