@@ -20,7 +20,9 @@ Example::
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import os
 import random
 import threading
 import time
@@ -33,7 +35,7 @@ from bridge import topics
 from bridge._conn import describe_failure, make_client, parse_broker_url
 from bridge._spool import Spool
 from bridge.errors import check_int, check_positive, invalid
-from bridge.schema import Alert, FrameScores, QualityEvent, StatusMessage, encode
+from bridge.schema import Alert, FrameScores, QualityEvent, StatusMessage, encode, utc_now
 
 log = logging.getLogger("bridge.publish")
 
@@ -84,6 +86,11 @@ class Publisher:
         self._backoff = (float(reconnect_min_s), float(reconnect_max_s))
         self._keepalive = int(keepalive_s)
         self._window = window
+        # Each run has an instance id in its status: another agent publishing
+        # under this device id since this one started is a collision.
+        self._instance = os.urandom(8).hex()
+        self._started_at = utc_now()
+        self.collision: str | None = None
         # Checked now (status payloads validate the sha256 and version).
         self._status("online")
         self.broker = parse_broker_url(broker_url) if broker_url is not None else None
@@ -101,6 +108,7 @@ class Publisher:
             self._client.on_connect = self._on_connect
             self._client.on_disconnect = self._on_disconnect
             self._client.on_publish = self._on_publish
+            self._client.on_message = self._on_status
         self._spool = Spool(spool_path, max_spool)
         self._topics = {
             "alert": topics.alerts_topic(self.device_id),
@@ -202,6 +210,7 @@ class Publisher:
             "evicted": self._spool.evicted,
             "over_bound": self._spool.over_bound,
             "last_error": self._last_error,
+            "collision": self.collision,
         }
 
     def __enter__(self) -> Publisher:
@@ -220,7 +229,7 @@ class Publisher:
             state,
             bundle_sha256=self.bundle_sha256,
             agent_version=self.agent_version,
-            extra=extra,
+            extra={"instance": self._instance, **extra},
         )
         return encode(msg.to_json())
 
@@ -283,12 +292,37 @@ class Publisher:
             log.info("MQTT %s: connected again", self.broker)
         self._last_error = ""
         self._connected.set()
+        client.subscribe(self._topics["status"], qos=0)  # to see a device id collision
         info = client.publish(
             self._topics["status"], self._status("online", **self._stream_counters), qos=1,
             retain=True,
         )  # fmt: skip
         self._status_mids.add(info.mid)
         self._last_heartbeat = time.monotonic()
+
+    def _on_status(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        """Our own status topic: another instance's status dated after our start is a collision."""
+        try:
+            data = json.loads(msg.payload)
+            other = data["extra"]["instance"]
+            at = data["at"]
+        except (ValueError, KeyError, TypeError):
+            return
+        # Any state counts: with one client id the two take turns, and what is
+        # retained is often the other's last will (offline, "connection lost").
+        if other == self._instance or not isinstance(at, str):
+            return
+        if at < self._started_at or self.collision == other:
+            return  # a previous run of this agent (its retained status), or known
+        self.collision = other
+        log.error(
+            "device id collision: another agent (instance %s) publishes as %r since %s; "
+            "give each agent its own --device-id (alerts of both are mixed on %s)",
+            other,
+            self.device_id,
+            at,
+            self._topics["alert"],
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         self._connected.clear()
