@@ -113,3 +113,39 @@ class TestEdgeBridge:
         for d in DEVICES:
             assert [a.alert_id for a in got if a.device_id == d] == ids[d], f"order of {d}"
         print(f"bridge test: {during} alerts during the cut, {listener.counts['duplicates']} dups")
+
+    def test_edge_restart_while_cut(self, tmp_path: Path, collector_factory) -> None:
+        """What the edge queued for the bridge survives a restart of the edge broker."""
+        central = start_broker(tmp_path / "central")
+        edge = start_broker(tmp_path / "edge", extra=tuple(bridge_lines(central.port)))
+        try:
+            state = collector_factory(edge.port, "ecg-bridge/+/state")
+            _wait(lambda: (state.messages or [("", b"")])[-1][1] == b"1", 30, "the bridge")
+            sub = collector_factory(
+                central.port, "ecg/+/alerts", client_id="central-2", persistent=True
+            )
+            central.stop()
+            ids = [seq_alert_id(i, "restart") for i in range(40)]
+            pub = Publisher(edge.url, "bed-9", tmp_path / "spool.db").start()
+            for alert_id in ids:
+                pub.publish_alert(sample_alert("bed-9", alert_id=alert_id))
+            assert pub.flush(30), pub.stats()  # acknowledged by the edge broker
+            pub.close()
+            edge.restart(down_s=0.5)  # the device reboots while the link is down
+            central.start()
+            listener = Listener()
+            got: list[str] = []
+
+            def drain() -> int:
+                while sub.messages:
+                    topic, payload = sub.messages.pop(0)
+                    item = listener.handle(topic, payload)
+                    if item is not None:
+                        got.append(item.message.alert_id)
+                return len(got)
+
+            _wait(lambda: drain() >= len(ids), 60, "the queued alerts at the central broker")
+            assert got == ids
+        finally:
+            edge.stop()
+            central.stop()

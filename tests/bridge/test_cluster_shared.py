@@ -71,7 +71,8 @@ class _ForwardProc:
         self.proc = subprocess.Popen(
             self.argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self.reader.start()
 
     def _read(self, proc: subprocess.Popen) -> None:
         assert proc.stderr is not None
@@ -94,7 +95,7 @@ class _ForwardProc:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             self.proc.wait(30)
-        time.sleep(0.1)
+        self.reader.join(10)  # its last line (the summary) is read
         return next((x for x in reversed(self.lines) if "delivered" in x), "")
 
 
