@@ -14,7 +14,8 @@ from pathlib import Path
 
 import typer
 
-from bridge._cli import entry_point
+from bridge._cli import entry_point, quiet
+from bridge._state import state_file
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -27,6 +28,12 @@ BrokerOpt = typer.Option(..., "--broker", help="mqtt://[user:pass@]host[:port] o
 CaOpt = typer.Option(None, "--ca-file", help="CA certificate(s) to verify an mqtts:// broker")
 CertOpt = typer.Option(None, "--cert-file", help="client certificate (mqtts://)")
 KeyOpt = typer.Option(None, "--key-file", help="client private key (mqtts://)")
+
+
+def _notice(line: str) -> None:
+    """A connection notice on stderr (with --quiet only warnings)."""
+    if not quiet() or line.startswith("warning"):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _logging(verbose: bool) -> None:
@@ -72,6 +79,7 @@ def listen(
         ca_file=ca_file,
         cert_file=cert_file,
         key_file=key_file,
+        notice=_notice,
     )
     c = listener.counts
     print(
@@ -84,7 +92,9 @@ def listen(
 def forward(
     broker: str = BrokerOpt,
     to: str = typer.Option(..., "--to", help="jsonl:PATH, webhook:URL or fhir:URL"),
-    outbox: Path = typer.Option(Path("ecg-forward.db"), "--outbox", help="sqlite outbox"),
+    outbox: Path | None = typer.Option(
+        None, "--outbox", help="sqlite outbox (default: forward-outbox.db in the state directory)"
+    ),
     device: str = typer.Option("+", "--device"),
     client_id: str = typer.Option(
         "ecg-forward", "--client-id", help="persistent session id (one per group member)"
@@ -111,7 +121,7 @@ def forward(
     fwd = Forwarder(
         broker,
         parse_target(to),
-        outbox,
+        outbox or state_file("forward-outbox.db"),
         device=device,
         client_id=client_id,
         ca_file=ca_file,
@@ -144,7 +154,9 @@ def publish_test(
     broker: str = BrokerOpt,
     device: str = typer.Option("demo-1", "--device"),
     count: int = typer.Option(1, "--count", min=1),
-    spool: Path = typer.Option(Path("ecg-bridge-test-spool.db"), "--spool"),
+    spool: Path | None = typer.Option(
+        None, "--spool", help="sqlite spool (default: publish-test.db in the state directory)"
+    ),
     timeout: float = typer.Option(10.0, "--timeout", help="seconds to wait for the acks"),
     ca_file: Path | None = CaOpt,
     cert_file: Path | None = CertOpt,
@@ -157,7 +169,12 @@ def publish_test(
 
     _logging(False)
     pub = Publisher(
-        broker, device, spool, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+        broker,
+        device,
+        spool or state_file("publish-test.db"),
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
     ).start()
     start = time.perf_counter()
     for _ in range(count):

@@ -56,7 +56,9 @@ def invalid(name: str, expected: str, got: Any) -> ConfigError:
     >>> str(invalid("fs", "a positive number", -500))
     "Invalid value for 'fs': expected a positive number, got -500"
     """
-    return ConfigError(f"Invalid value for {name!r}: expected {expected}, got {_fmt(got)}")
+    error = ConfigError(f"Invalid value for {name!r}: expected {expected}, got {_fmt(got)}")
+    error.param = name  # the CLIs name the flag instead (bridge._cli.with_flag_names)
+    return error
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

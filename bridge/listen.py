@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -157,13 +158,17 @@ def listen(
     ca_file: str | Path | None = None,
     cert_file: str | Path | None = None,
     key_file: str | Path | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Listener:
     """Subscribe to alerts and status (and quality/frames if asked) and print them.
 
     Returns after ``count`` printed messages, after ``timeout_s``, or on Ctrl-C.
     ``persistent`` keeps a broker session under ``client_id`` so alerts sent
-    while the listener was away are delivered when it comes back.
+    while the listener was away are delivered when it comes back. ``notice``
+    receives one line when the connection is made, lost and made again
+    (default: stderr), so a silent listener is known to be listening.
     """
+    say = notice or (lambda line: print(line, file=sys.stderr, flush=True))
     topics.check_device_id(device, allow_wildcard=True)
     out = out or sys.stdout
     broker = parse_broker_url(broker_url)
@@ -188,9 +193,21 @@ def listen(
     done = threading.Event()
     printed = [0]
 
+    connected_once = [False]
+
     def on_connect(c, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
-        if not reason_code.is_failure:
-            c.subscribe(subs)
+        if reason_code.is_failure:
+            if connected_once[0]:  # the first refusal is the command's error, said once
+                say(f"warning: broker {broker} refused the connection: {reason_code}")
+            return
+        c.subscribe(subs)
+        again = "reconnected to" if connected_once[0] else "connected to"
+        connected_once[0] = True
+        say(f"{again} {broker}, listening on {', '.join(t for t, _ in subs)}")
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
+        if connected_once[0] and not done.is_set() and not closing.is_set():
+            say(f"warning: lost the broker {broker} ({reason_code}); reconnecting")
 
     def on_message(c, userdata, msg):  # type: ignore[no-untyped-def]
         item = listener.handle(msg.topic, msg.payload)
@@ -201,7 +218,9 @@ def listen(
         if count is not None and printed[0] >= count:
             done.set()
 
+    closing = threading.Event()
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.on_message = on_message
     connect_blocking(client, broker)
     client.loop_start()
@@ -213,6 +232,7 @@ def listen(
                 break
             done.wait(0.2 if left is None else min(left, 0.2))
     finally:
+        closing.set()
         client.disconnect()
         client.loop_stop()
     return listener

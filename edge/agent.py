@@ -161,6 +161,7 @@ class Agent:
         self.max_fill_s = float(check_positive("max_fill_s", max_fill_s, allow_zero=True))
         self._last_raw: np.ndarray | None = None  # (n_leads,) last sample in, at the source rate
         self._filled: list[tuple[int, int]] = []  # filled runs [start, end) at the model rate
+        self._anchor: float | None = None  # UTC (epoch s) of the stream's sample 0
         self.status_s = float(check_positive("status_s", status_s))
         self._next_status = 0.0  # monotonic time of the next heartbeat status event
         self._next_counters = 0.0  # ... of the next counters update to the publisher
@@ -208,6 +209,9 @@ class Agent:
             self._record = chunk.record
             if chunk.record is not None:
                 self.summary.records.append(chunk.record)
+        if new_record or self._anchor is None:  # one clock per stream: sample 0's UTC
+            arrived = time.time() - (time.monotonic() - chunk.received_at)
+            self._anchor = arrived - (chunk.start_sample + chunk.n_samples) / chunk.fs
         gap = chunk.gap_before
         if not new_record and self._pre is not None and chunk.start_sample > self._next_in:
             gap = max(gap, chunk.start_sample - self._next_in)
@@ -377,13 +381,17 @@ class Agent:
     # ----------------------------------------------------------------- events
 
     def _span(self, start: int, end: int, received_at: float) -> dict[str, Any]:
-        wall_end = time.time() - (time.monotonic() - received_at)
+        """Samples ``[start, end)`` and their UTC on the stream's one clock: the arrival
+        of its first chunk fixes sample 0, then the sample index counts (a sample's UTC
+        never depends on when an event about it was made; a replay keeps record time)."""
         fs = self.config.fs
+        if self._anchor is None:
+            self._anchor = time.time() - (time.monotonic() - received_at) - end / fs
         return {
             "start_sample": int(start),
             "end_sample": int(end),
-            "start_utc": _utc(wall_end - (end - start) / fs),
-            "end_utc": _utc(wall_end),
+            "start_utc": _utc(self._anchor + start / fs),
+            "end_utc": _utc(self._anchor + end / fs),
             "fs": float(fs),
             **self._filled_field(start, end),
         }

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from bridge._cli import entry_point
+from bridge._cli import entry_point, quiet, use_color
 from edge.errors import SourceError, check_choice, invalid
 
 app = typer.Typer(
@@ -25,7 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Streaming 12-lead ECG monitor: replay WFDB records or read a serial device, "
-    "classify 30-s frames, publish alerts over MQTT.",
+    "classify the last 30 s every 10 s (the first two frames of a stream hold 10 s and "
+    "20 s), publish alerts over MQTT.",
 )
 
 _BUNDLE = typer.Option(None, "--bundle", help="Model bundle folder or archive (default: shipped).")
@@ -37,7 +38,10 @@ _JSON = typer.Option(False, "--json", help="One JSON object per line on stdout, 
 _BROKER = typer.Option(None, "--broker", help="MQTT broker URL (mqtt://host:1883, mqtts://...).")
 _DEVICE_ID = typer.Option("edge-1", "--device-id", help="Device id in MQTT topics and payloads.")
 _SPOOL = typer.Option(
-    None, "--spool", help="Alert spool (sqlite); default ~/.cache/ecg-edge/<device-id>.db."
+    None,
+    "--spool",
+    help="Alert spool (sqlite); default <device-id>.db in the state directory "
+    "($ECG_EDGE_STATE_DIR, else $XDG_STATE_HOME/ecg-edge, i.e. ~/.local/state/ecg-edge).",
 )
 _CA = typer.Option(None, "--ca-file", help="CA certificate for mqtts://.")
 _CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.")
@@ -70,6 +74,8 @@ def parse_speed(speed: str | float | None) -> float | None:
 
 
 class _Style:
+    """ANSI colours when ``tty`` (a terminal, and ``NO_COLOR`` unset: see ``use_color``)."""
+
     def __init__(self, tty: bool) -> None:
         self.tty = tty
 
@@ -96,13 +102,17 @@ def json_sink(out=None) -> Callable[[dict], None]:
 def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
     """Events as readable lines: one per frame, a highlighted one per alert."""
     stream = out or sys.stdout
-    style = _Style(hasattr(stream, "isatty") and stream.isatty())
+    style = _Style(use_color(stream))
 
     def sink(event: dict) -> None:
         kind = event["type"]
+        if quiet() and kind != "alert":
+            return
         if kind == "frame":
             fs = event["fs"]
             span = f"{_seconds(event['start_sample'], fs)}-{_seconds(event['end_sample'], fs)}"
+            if event["n_valid"] < 29.99 * fs:  # the first frames of a stream are shorter
+                span = f"({event['n_valid'] / fs:.0f} s) {span}"
             pos = [classes[c].abbreviation for c in event["positives"] if c in classes]
             top = sorted(event["scores"].items(), key=lambda kv: -kv[1])[:3]
             tops = " ".join(f"{classes[c].abbreviation}={s:+.2f}" for c, s in top)
@@ -112,7 +122,8 @@ def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
             )
         elif kind == "alert":
             what = ", ".join(
-                f"{f['abbreviation']} ({f['name']}, score {f['score']:.2f} >= {f['threshold']:.2f})"
+                f"{f['abbreviation']} ({f['name']}, score {f['score']:.2f} "
+                f"{'>=' if f['score'] >= f['threshold'] else '<'} {f['threshold']:.2f})"
                 for f in event["findings"]
             )
             fr = event["frame"]
@@ -201,9 +212,10 @@ def _open_bundle(bundle: Path | None):
 def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle, heartbeat_s):
     if broker is None:
         return None
+    from bridge._state import state_file
     from bridge.publish import Publisher
 
-    spool = spool or Path.home() / ".cache" / "ecg-edge" / f"{device_id}.db"
+    spool = spool or state_file(f"{device_id}.db")
     Path(spool).parent.mkdir(parents=True, exist_ok=True)
     return Publisher(
         broker,
@@ -219,6 +231,9 @@ def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, b
 
 
 def _stderr(message: str) -> None:
+    """A notice on stderr; with --quiet only warnings and errors."""
+    if quiet() and not message.startswith(("warning", "error")):
+        return
     print(message, file=sys.stderr, flush=True)
 
 

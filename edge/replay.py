@@ -25,6 +25,8 @@ from edge.errors import RecordError, SourceError, check_positive
 from edge.records import Record, find_records, read_record
 from edge.sources import Chunk
 
+_FLAG_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
 
 def _stderr(message: str) -> None:
     import sys
@@ -56,6 +58,11 @@ class ReplaySource:
         # (header path, named explicitly?) in play order
         self._items: list[tuple[Path, bool]] = []
         for p in map(Path, paths):
+            if not p.exists() and p.name.lower() in _FLAG_WORDS:
+                raise SourceError(
+                    f"no record named {p.name!r}: boolean flags such as --json and --loop "
+                    "take no value (write --json, not --json true)"
+                )
             explicit = not p.is_dir()
             for h in find_records([p]):
                 self._items.append((h, explicit))
