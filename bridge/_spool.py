@@ -3,7 +3,7 @@
 A row is committed (WAL, ``synchronous=FULL``) before :meth:`Spool.put` returns,
 so it survives a SIGKILL or a power cut; it leaves only when the broker has
 acknowledged it. Bound policy (``max_rows``): when full, the oldest *quality*
-rows are evicted first; alerts are never evicted nor refused: an alert arriving
+rows are evicted first; alerts (and their strips) are never evicted nor refused: an alert arriving
 at a full spool is still stored, beyond the bound, with a warning. A quality
 event arriving at a spool full of alerts is dropped, with a warning.
 """
@@ -88,7 +88,8 @@ class Spool:
 
     def _make_room(self, kind: str) -> bool:
         cur = self._db.execute(
-            "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE kind != 'alert' "
+            "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE kind NOT IN "
+            "('alert', 'strip') "
             "ORDER BY id LIMIT ?)",
             (self._count - self.max_rows + 1,),
         )
@@ -98,7 +99,7 @@ class Spool:
             self._warn("evict", "MQTT spool full: dropped the oldest quality events")
         if self._count < self.max_rows:
             return True
-        if kind == "alert":
+        if kind in ("alert", "strip"):  # an alert's strip is kept like the alert
             self.over_bound += 1
             self._warn(
                 "over",

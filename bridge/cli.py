@@ -252,6 +252,10 @@ def fleet(
     print(json.dumps(result, indent=2))
 
 
+from bridge.station.cli import station, strip  # noqa: E402
+
+app.command()(station)
+app.command()(strip)
 main = entry_point(app)
 
 if __name__ == "__main__":

@@ -36,11 +36,13 @@ from bridge._conn import describe_failure, make_client, parse_broker_url
 from bridge._spool import Spool
 from bridge.errors import check_int, check_positive, invalid
 from bridge.schema import Alert, FrameScores, QualityEvent, StatusMessage, encode, utc_now
+from bridge.strip import KEEP_STRIPS, StripShelf
 
 log = logging.getLogger("bridge.publish")
 
 AGENT_VERSION = "0.1.0"
 _TICK_S = 0.02
+_RETAINED = ("strip", "clear")  # spool kinds sent retained (strips by alert id)
 
 
 class Publisher:
@@ -71,6 +73,8 @@ class Publisher:
         reconnect_max_s: float = 5.0,
         keepalive_s: int = 30,
         window: int = 100,
+        keep_strips: int = KEEP_STRIPS,
+        on_ack: Any = None,
     ) -> None:
         self.device_id = topics.check_device_id(device_id)
         check_positive("heartbeat_s", heartbeat_s)
@@ -110,11 +114,16 @@ class Publisher:
             self._client.on_publish = self._on_publish
             self._client.on_message = self._on_status
         self._spool = Spool(spool_path, max_spool)
+        self._shelf = StripShelf(spool_path, keep_strips)  # strips left retained
+        self.on_ack = on_ack  # called with each bridge.wave.Ack for this device
+        self._live: collections.deque[bytes] = collections.deque(maxlen=64)
         self._topics = {
             "alert": topics.alerts_topic(self.device_id),
             "quality": topics.quality_topic(self.device_id),
             "status": topics.status_topic(self.device_id),
             "frame": topics.frames_topic(self.device_id),
+            "live": f"{topics.PREFIX}/{self.device_id}/live",
+            "acks": f"{topics.PREFIX}/{self.device_id}/acks",
         }
         self._handed: dict[int, int] = {}  # paho mid -> spool row id
         self._acked: list[int] = []
@@ -172,6 +181,33 @@ class Publisher:
         heartbeat and online status from now on (a copy is kept)."""
         self._stream_counters = dict(counters)
 
+    def publish_strip(self, payload: dict[str, Any]) -> None:
+        """Spool an alert's strip (``ecg-edge/strip/1``, already validated) like an alert; it
+        is sent retained on its own topic, and the oldest beyond ``keep_strips`` are cleared."""
+        from bridge.strip import strip_topic
+
+        topic = strip_topic(self.device_id, payload["alert_id"])
+        self._spool.put("strip", topic, encode(payload), 1)
+        for old in self._shelf.add(topic):
+            self._spool.put("clear", old, b"", 1)
+
+    def publish_live(self, payload: dict[str, Any]) -> None:
+        """Send a live waveform payload (``ecg-edge/live/1``) at QoS 0, best effort."""
+        if self._connected.is_set():
+            self._live.append(encode(payload))
+
+    def _on_ack(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        from bridge.schema import PayloadError
+        from bridge.wave import Ack
+
+        try:
+            ack = Ack.parse(msg.payload)
+        except PayloadError as exc:
+            log.warning("rejected acknowledgement on %r: %s", msg.topic, exc)
+            return
+        if ack.device_id == self.device_id and self.on_ack is not None:
+            self.on_ack(ack)
+
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until the spool is empty; False if ``timeout_s`` passed first."""
         deadline = time.monotonic() + timeout_s
@@ -199,6 +235,7 @@ class Publisher:
             self._thread.join(timeout=timeout_s + 5)
             self._thread = None
         self._spool.close()
+        self._shelf.close()
         return emptied
 
     def stats(self) -> dict[str, Any]:
@@ -299,6 +336,9 @@ class Publisher:
         )  # fmt: skip
         self._status_mids.add(info.mid)
         self._last_heartbeat = time.monotonic()
+        if self.on_ack is not None:  # acknowledgements from the central stations
+            client.message_callback_add(self._topics["acks"], self._on_ack)
+            client.subscribe(self._topics["acks"], qos=1)
 
     def _on_status(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         """Our own status topic: another instance's status dated after our start is a collision."""
@@ -346,13 +386,15 @@ class Publisher:
         room = self._window - len(self._handed)
         if room > 0:
             for row_id, _kind, topic, payload, qos in self._spool.after(self._last_id, room):
-                info = client.publish(topic, payload, qos=qos)
+                info = client.publish(topic, payload, qos=qos, retain=_kind in _RETAINED)
                 self._handed[info.mid] = row_id
                 self._last_id = row_id
         while self._frames:
             payload = self._frames.popleft()
             client.publish(self._topics["frame"], payload, qos=0)
             self._counts["frames_sent"] += 1
+        while self._live:
+            client.publish(self._topics["live"], self._live.popleft(), qos=0)
 
     def _heartbeat(self, client: mqtt.Client) -> None:
         now = time.monotonic()

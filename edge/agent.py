@@ -132,6 +132,7 @@ class Agent:
         quality: QualityConfig | None = None,
         classifier: Classifier | None = None,
         max_fill_s: float = 0.1,
+        live: bool = False,
         status_s: float = 30.0,
     ) -> None:
         from bridge.topics import check_device_id
@@ -147,6 +148,12 @@ class Agent:
         self.classes = {c.code: c for c in m.classes}
         self.tracker = AlertTracker(m.codes, m.normal_code, confirm)
         self.publisher = publisher
+        self.evidence = None  # every alert's strip, the live lead II (edge.evidence)
+        if publisher is not None:
+            from edge.evidence import Evidence
+
+            bpm = self._bpm_now if hasattr(type(self), "heart_rate") else None  # else its own
+            self.evidence = Evidence(self.device_id, self.config.fs, live=live, heart_rate=bpm)
         self.sink = sink or (lambda event: None)
         self._stop = threading.Event()
         self._source: SampleSource | None = None
@@ -230,6 +237,9 @@ class Agent:
             self._lead_off |= np.asarray(chunk.lead_off, dtype=bool)
         raw = self._pre.resampler.push(samples)
         filtered = self._pre.bandpass.push(raw).astype(np.float32)
+        if self.evidence is not None:
+            for wave in self.evidence.push(filtered, self._framer.next_sample, chunk.received_at):
+                self.publisher.publish_live(wave)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
@@ -405,9 +415,20 @@ class Agent:
         return round(max(0.0, time.monotonic() - received_at) * 1000.0, 3)
 
     def _emit(self, event: Event, payload: Any = None, kind: str | None = None) -> None:
+        strip = None
+        if kind == "alert" and self.evidence is not None:  # the alert refers to its strip
+            payload, strip = self.evidence.attach(payload)
+            event = {**event, "strip": payload.strip} if strip is not None else event
         self.sink(event)
         if self.publisher is not None and payload is not None:
             getattr(self.publisher, f"publish_{kind}")(payload)
+        if strip is not None:  # spooled after its alert: the alert is not delayed by it
+            self.publisher.publish_strip(strip)
+
+    def _bpm_now(self) -> float | None:
+        # the monitor's heart rate now, for the live waveform (None before the monitor)
+        monitor = getattr(self, "monitor", None)
+        return None if monitor is None else monitor.heart_rate()
 
     def _frame_event(self, frame: Frame, c: Classification, chunk: Chunk) -> None:
         event: Event = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install ecg-edge into it.
 #   scripts/setup.sh edge   the device side only (no torch)
-#   scripts/setup.sh all    + trainer (torch 2.13.0 CPU, installed first) + dev tools
+#   scripts/setup.sh all    + trainer (torch 2.13.0 CPU, installed first) + dev tools + station
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -20,7 +20,7 @@ case "$what" in
   all)
     # torch first and pinned: the CPU build on this kind of machine, never a CUDA download
     pip install "torch==2.13.0"
-    pip install -e ".[train,dev]"
+    pip install -e ".[train,dev,station]"
     ;;
   *) echo "setup: unknown target '$what' (edge or all)" >&2; exit 2 ;;
 esac

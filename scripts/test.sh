@@ -11,6 +11,10 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     echo "test: mosquitto not installed; MQTT tests use amqtt, outage/TLS tests will skip" >&2
   fi
 fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "test: no chromium/chromedriver: the station browser test skips" \
+    "(apt-get install -y chromium chromium-driver; under .ci/run it fails)" >&2
+fi
 bash scripts/setup.sh all
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || echo "test: note: ruff format would reformat some files" >&2

@@ -1,0 +1,1 @@
+"""The central station: ``ecg-bridge station`` (see :mod:`bridge.station.server`)."""
