@@ -47,6 +47,9 @@ _CA = typer.Option(None, "--ca-file", help="CA certificate for mqtts://.")
 _CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.")
 _KEY = typer.Option(None, "--key-file", help="Client key for mqtts://.")
 _FRAMES = typer.Option(False, "--publish-frames", help="Also publish per-frame scores (QoS 0).")
+_LIVE = typer.Option(
+    False, "--live", help="Also publish lead II live for a central station (QoS 0)."
+)
 _HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status heartbeats.")
 _MAX_FILL = typer.Option(
     0.1, "--max-fill-s", help="Longest dropout filled in (linear interpolation); 0: none."
@@ -227,7 +230,14 @@ def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, b
         publish_frames=frames,
         heartbeat_s=heartbeat_s,
         bundle_sha256=bundle.sha256,
+        on_ack=_log_ack,
     ).start()
+
+
+def _log_ack(ack) -> None:
+    """A central station acknowledged one of our alerts (``ecg/<device-id>/acks``)."""
+    who = f" by {ack.by}" if ack.by else ""
+    _stderr(f"acknowledged: alert {ack.alert_id}{who} at station {ack.station} ({ack.at})")
 
 
 def _stderr(message: str) -> None:
@@ -291,6 +301,7 @@ def replay(
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
+    live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
 ) -> None:
@@ -324,6 +335,7 @@ def run(
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
     publish_frames: bool = _FRAMES,
+    live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
 ) -> None:
@@ -341,6 +353,7 @@ def run(
 _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
     "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
+    "live",
 )  # fmt: skip
 
 
@@ -351,7 +364,7 @@ def _agent_options(options: dict) -> dict:
 
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
-             heartbeat_s, max_fill_s) -> None:  # fmt: skip
+             heartbeat_s, max_fill_s, live) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
     b = _open_bundle(bundle)
@@ -371,6 +384,7 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         device_id=device_id,
         max_fill_s=max_fill_s,
         status_s=heartbeat_s,
+        live=live,
     )
     raise typer.Exit(code)
 
@@ -456,6 +470,9 @@ def _print_figures(validation: dict) -> None:
         print(f"  {label}, {head_prec}\n           {vals}")
 
 
+from edge.strip_cmd import strip as _strip  # noqa: E402  (matplotlib only when run)
+
+app.command("strip")(_strip)
 main = entry_point(app)
 
 if __name__ == "__main__":
