@@ -35,7 +35,7 @@ class TestConnectionNotices:
 
         r = subprocess.run(
             [sys.executable, "-m", "bridge.cli", "listen", "--broker", broker.url,
-             "--timeout", "0.5"],
+             "--device", "nobody-here-1", "--timeout", "0.5"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
