@@ -10,8 +10,9 @@ outbox also remembers recently delivered ids, so redeliveries are dropped.
 
 Targets: ``jsonl:PATH`` (one alert payload per line, fsynced), ``webhook:URL``
 (POST of the alert JSON, any 2xx accepts), ``fhir:BASE`` (POST of one R4
-Observation per finding to ``BASE/Observation``, conditional on its identifier
-so a retry never creates it twice).
+Observation per finding to ``BASE/Observation``, and of one ECG Observation of
+the alert's strip, MDC 131328 with SampledData per lead, alarms included;
+each conditional on its identifier so a retry never creates it twice).
 
 Scaling out: forwarders started with the same ``group`` share one MQTT 5
 shared subscription (``$share/<group>/ecg/+/alerts``); the broker hands each
@@ -55,6 +56,7 @@ KEEP_DELIVERED = 10_000
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 OUTBOX_WARN_FRACTION = 0.8
 OUTBOX_WARN_EVERY_S = 60.0
+STRIP_WAIT_S = 10.0  # for an alert's strip (it is sent just after the alert)
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -171,7 +173,11 @@ def fhir_observations(alert: Alert) -> list[dict[str, Any]]:
 
 
 class FhirTarget:
-    """POST one Observation per finding to ``<base>/Observation`` (conditional create)."""
+    """POST one Observation per finding to ``<base>/Observation`` (conditional create),
+    and one ECG Observation of the alert's strip when it has one (``strip_source``,
+    set by the :class:`Forwarder`, fetches it by alert id; see :mod:`bridge.fhir_strip`)."""
+
+    strip_source: Any = None  # alert -> bridge.strip.Strip | None
 
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         base = base_url.rstrip("/")
@@ -181,6 +187,21 @@ class FhirTarget:
 
     def send(self, alert: Alert) -> None:
         for obs in fhir_observations(alert):
+            ident = obs["identifier"][0]
+            headers = {
+                "Content-Type": "application/fhir+json",
+                "Accept": "application/fhir+json",
+                "If-None-Exist": f"identifier={ident['system']}|{ident['value']}",
+            }
+            _post(self.url, obs, headers, self.timeout_s)
+        if alert.strip is not None and self.strip_source is not None:
+            from bridge.fhir_strip import strip_observation
+
+            strip = self.strip_source(alert)
+            if strip is None:  # gone from the broker (older than the device keeps): no strip
+                log.warning("alert %s: its strip is not on the broker", alert.alert_id)
+                return
+            obs = strip_observation(alert, strip)
             ident = obs["identifier"][0]
             headers = {
                 "Content-Type": "application/fhir+json",
@@ -327,6 +348,13 @@ class Forwarder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        if isinstance(target, FhirTarget):  # strips fetched by alert id (retained)
+            target.strip_source = self._strip_of
+
+    def _strip_of(self, alert: Alert):  # type: ignore[no-untyped-def]
+        from bridge.strip import StripFetcher
+
+        return StripFetcher(self._client).get(alert.device_id, alert.alert_id, STRIP_WAIT_S)
 
     def _make_client(self, *, mqtt5: bool):  # type: ignore[no-untyped-def]
         ca_file, cert_file, key_file = self._tls

@@ -176,14 +176,13 @@ class Evidence:
         first = -(-self._live_next // LIVE_DECIMATE) * LIVE_DECIMATE
         picked = seg[first - self._live_next :: LIVE_DECIMATE]
         self._live_next = self._end
-        uv = np.clip(np.rint(picked * 1000.0), -32768, 32767).astype(np.int64)
-        wave = LiveWave(
-            self.device_id,
-            LIVE_LEAD,
-            self.fs / LIVE_DECIMATE,
-            first // LIVE_DECIMATE,
-            tuple(uv.tolist()),
-            bpm,
-            at=_utc(time.time() - (time.monotonic() - received_at)),
-        )
-        return [wave.to_json()]
+        uv = np.clip(np.rint(picked * 1000.0), -32768, 32767).astype(np.int64).tolist()
+        at = _utc(time.time() - (time.monotonic() - received_at))
+        fs_live, s0 = self.fs / LIVE_DECIMATE, first // LIVE_DECIMATE
+        step = round(fs_live)  # a big chunk (a fast replay) goes out as 1 s messages
+        return [
+            LiveWave(
+                self.device_id, LIVE_LEAD, fs_live, s0 + i, tuple(uv[i : i + step]), bpm, at=at
+            ).to_json()
+            for i in range(0, len(uv), step)
+        ]

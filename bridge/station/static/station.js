@@ -111,40 +111,53 @@
     return a.condition.replace(/_/g, " ") + (a.reason ? ": " + a.reason : "");
   }
 
+  const items = new Map();                // alert_id -> <li> (kept: a list item is rebuilt only
+                                         // when its alarm changed, and only moved otherwise)
   function renderAlarms() {
     const list = $("#alarms");
-    const items = [...alarms.values()].sort(order);
-    list.textContent = "";
-    for (const a of items) {
-      const li = document.createElement("li");
-      li.className = `alarm ${a.priority} ${a.cleared ? "cleared" : "active"}${a.acked ? " acked" : ""}`;
-      li.dataset.alertId = a.alert_id;
-      li.dataset.device = a.device_id;
-      const head = document.createElement("div");
-      const prio = document.createElement("span");
-      prio.className = "prio";
-      prio.textContent = `${a.priority} `;
-      head.append(prio, `${a.device_id} ${a.event === "cleared" ? "(cleared) " : ""}${alarmText(a)}`);
-      const when = document.createElement("div");
-      when.className = "when";
-      when.textContent = `${a.emitted_at.replace("T", " ").replace("Z", " UTC")}` +
-        (a.heart_rate != null ? ` · HR ${Math.round(a.heart_rate)}` : "") + (a.strip ? " · strip" : "");
-      li.append(head, when);
-      if (a.acked) {
-        const info = document.createElement("div");
-        info.className = "ackinfo";
-        info.textContent = `acknowledged${a.acked.by ? " by " + a.acked.by : ""} at ${a.acked.station}`;
-        li.append(info);
-      } else if (a.event === "onset") {
-        const btn = document.createElement("button");
-        btn.className = "ack";
-        btn.textContent = "Acknowledge";
-        btn.addEventListener("click", (ev) => { ev.stopPropagation(); acknowledge(a, btn); });
-        head.prepend(btn);
+    const sorted = [...alarms.values()].sort(order);
+    const keep = new Set(sorted.map((a) => a.alert_id));
+    for (const [id, li] of items) if (!keep.has(id)) { li.remove(); items.delete(id); }
+    sorted.forEach((a, i) => {
+      let li = items.get(a.alert_id);
+      const sig = JSON.stringify(a);
+      if (!li) {
+        li = document.createElement("li");
+        li.dataset.alertId = a.alert_id;
+        li.dataset.device = a.device_id;
+        li.addEventListener("click", () => openStrip(alarms.get(li.dataset.alertId)));
+        items.set(a.alert_id, li);
       }
-      li.addEventListener("click", () => openStrip(a));
-      list.append(li);
+      if (li.dataset.sig !== sig) { fill(li, a); li.dataset.sig = sig; }
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
       if (!(a.alert_id in window.ecgSeen)) window.ecgSeen[a.alert_id] = Date.now();
+    });
+  }
+
+  function fill(li, a) {
+    li.className = `alarm ${a.priority} ${a.cleared ? "cleared" : "active"}${a.acked ? " acked" : ""}`;
+    li.textContent = "";
+    const head = document.createElement("div");
+    const prio = document.createElement("span");
+    prio.className = "prio";
+    prio.textContent = `${a.priority} `;
+    head.append(prio, `${a.device_id} ${a.event === "cleared" ? "(cleared) " : ""}${alarmText(a)}`);
+    const when = document.createElement("div");
+    when.className = "when";
+    when.textContent = `${a.emitted_at.replace("T", " ").replace("Z", " UTC")}` +
+      (a.heart_rate != null ? ` · HR ${Math.round(a.heart_rate)}` : "") + (a.strip ? " · strip" : "");
+    li.append(head, when);
+    if (a.acked) {
+      const info = document.createElement("div");
+      info.className = "ackinfo";
+      info.textContent = `acknowledged${a.acked.by ? " by " + a.acked.by : ""} at ${a.acked.station}`;
+      li.append(info);
+    } else if (a.event === "onset") {
+      const btn = document.createElement("button");
+      btn.className = "ack";
+      btn.textContent = "Acknowledge";
+      btn.addEventListener("click", (ev) => { ev.stopPropagation(); acknowledge(a, btn); });
+      head.prepend(btn);
     }
   }
 
