@@ -183,13 +183,17 @@ class Publisher:
 
     def publish_strip(self, payload: dict[str, Any]) -> None:
         """Spool an alert's strip (``ecg-edge/strip/1``, already validated) like an alert; it
-        is sent retained on its own topic, and the oldest beyond ``keep_strips`` are cleared."""
+        is sent retained on its own topic, and the oldest beyond ``keep_strips`` are cleared.
+
+        Committed without its own fsync (~5 ms less on the alert path): it survives the
+        process dying at once, and a power cut from the next fsynced commit on.
+        """
         from bridge.strip import strip_topic
 
         topic = strip_topic(self.device_id, payload["alert_id"])
-        self._spool.put("strip", topic, encode(payload), 1)
+        self._spool.put("strip", topic, encode(payload), 1, fsync=False)
         for old in self._shelf.add(topic):
-            self._spool.put("clear", old, b"", 1)
+            self._spool.put("clear", old, b"", 1, fsync=False)
 
     def publish_live(self, payload: dict[str, Any]) -> None:
         """Send a live waveform payload (``ecg-edge/live/1``) at QoS 0, best effort."""

@@ -258,6 +258,7 @@ class StripShelf:
         self.keep = int(keep)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA synchronous=NORMAL")  # bookkeeping: a lost row = one uncleared
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS retained_strips "
             "(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT UNIQUE NOT NULL)"
