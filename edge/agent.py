@@ -380,7 +380,7 @@ class Agent:
                     chunk.record,
                 )
                 continue
-            c = self.classifier.classify(frame.model_input(self.config))
+            c = self.classifier.classify_frame(frame.samples)
             self.summary.frames += 1
             self._frame_event(frame, c, chunk)
             for ev in self.tracker.update(c, frame):

@@ -29,6 +29,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from edge._filters import BlockIIR, butter_bandpass_sections, firwin_lowpass
 from edge.errors import check_int, check_positive, invalid
@@ -164,6 +165,8 @@ class Resampler:
         self.identity = self.up == self.down == 1
         if not self.identity:
             self.phases = _polyphase_filter(self.up, self.down, half_taps, kaiser_beta)
+            if self.up == 1:  # decimation (1000 -> 500 Hz, 500 Hz -> the model rate)
+                self._blocks = _decimation_blocks(self.down, half_taps, kaiser_beta)
         self.reset()
 
     def reset(self) -> None:
@@ -181,6 +184,8 @@ class Resampler:
         n_new = x.shape[1]
         if n_new == 0:
             return np.zeros((self.n_leads, 0))
+        if self.up == 1:
+            return self._decimate(x)
         n_taps = self.phases.shape[1]
         if self._hist is None:  # as if constant at the first value before the start
             self._hist = np.repeat(x[:, :1].astype(np.float64), n_taps - 1, axis=1)
@@ -198,6 +203,55 @@ class Resampler:
         idx = (j_hi - g0)[:, None] - np.arange(n_taps)[None, :]  # (k, n_taps)
         win = buf[:, idx]  # (n_leads, k, n_taps)
         return np.einsum("lkt,kt->lk", win, self.phases[p])
+
+    def _decimate(self, x: np.ndarray) -> np.ndarray:
+        """``up == 1``: the same filter as one matrix product over blocks of ``down`` samples.
+
+        Output ``m`` is the dot product of the filter with the ``n_blk * down``
+        input samples ending at ``m * down`` (the taps padded with zeros at the
+        far end to whole blocks), that is ``n_blk`` consecutive blocks. With the
+        blocks ``B`` (n_leads, n_blocks, down) and the reversed taps ``G``
+        (n_blk, down), ``P = B @ G.T`` is every block against every tap block,
+        and output ``j`` sums the diagonal ``P[:, j + a, a]``. The products
+        are those of the per-output dot product, summed in another order: the
+        result equals it to float64 rounding (1e-15 of the signal), about
+        ten times faster than gathering a window per output.
+        """
+        d = self.down
+        g = self._blocks  # (n_blk, d)
+        n_blk = g.shape[0]
+        n_hist = n_blk * d - 1
+        if self._hist is None:  # as if constant at the first value before the start
+            self._hist = np.repeat(x[:, :1].astype(np.float64), n_hist, axis=1)
+        buf = np.concatenate([self._hist, x.astype(np.float64)], axis=1)
+        g0 = self._n_in - n_hist  # global index of buf[:, 0]
+        self._n_in += x.shape[1]
+        m0, m_end = self._n_out, output_length(self._n_in, self.fs_in, self.fs_out)
+        self._n_out = m_end
+        self._hist = buf[:, buf.shape[1] - n_hist :]
+        k = m_end - m0
+        if k <= 0:
+            return np.zeros((self.n_leads, 0))
+        o = m0 * d - n_hist - g0  # buf index where the first output's blocks start
+        blocks = buf[:, o : o + (k + n_blk - 1) * d].reshape(self.n_leads, -1, d)
+        p = blocks @ g.T  # (n_leads, k + n_blk - 1, n_blk)
+        s = p.strides
+        diag = as_strided(p, (self.n_leads, k, n_blk), (s[0], s[1], s[1] + s[2]), writeable=False)
+        return diag.sum(axis=2)
+
+
+@lru_cache(maxsize=8)
+def _decimation_blocks(down: int, half_taps: int, kaiser_beta: float) -> np.ndarray:
+    """(n_blk, down) taps of the decimation filter, reversed and cut into blocks; read-only.
+
+    ``g[a, r]`` multiplies input sample ``a * down + r`` of the window that ends
+    at the output instant (the first taps of the window are the zero padding).
+    """
+    h = _polyphase_filter(1, down, half_taps, kaiser_beta)[0]
+    n_blk = -(-len(h) // down)
+    g = np.concatenate([np.zeros(n_blk * down - len(h)), h[::-1]]).reshape(n_blk, down)
+    g.flags.writeable = False
+    return g
 
 
 @lru_cache(maxsize=8)
@@ -351,13 +405,31 @@ def model_windows(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
     config = config or DspConfig()
     if x.shape[1] > config.frame_samples:
         x = x[:, x.shape[1] - config.frame_samples :]
+    return np.stack([model_window(x[:, a:b], config) for a, b in window_spans(x.shape[1], config)])
+
+
+def window_spans(n_valid: int, config: DspConfig | None = None) -> list[tuple[int, int]]:
+    """[start, end) at ``fs`` of the windows of a frame of ``n_valid`` samples.
+
+    >>> window_spans(15000)
+    [(0, 5000), (5000, 10000), (10000, 15000)]
+    >>> window_spans(12000), window_spans(3000)
+    ([(0, 5000), (3500, 8500), (7000, 12000)], [(0, 3000)])
+    """
+    config = config or DspConfig()
     w_in = round(config.window_samples * config.fs / config.model_fs)  # window at fs
-    wins = []
-    for s in window_starts(x.shape[1], w_in):
-        y = to_model_rate(x[:, s : s + w_in], config)
-        win, n_valid = make_frame(y, config.window_samples)
-        wins.append(normalize(win, n_valid, config.norm_min_std_mv))
-    return np.stack(wins)
+    return [(s, min(s + w_in, n_valid)) for s in window_starts(n_valid, w_in)]
+
+
+def model_window(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
+    """The samples of one window at ``fs`` -> its (n_leads, window_samples) model input.
+
+    A function of these samples alone (:func:`model_windows`): brought to
+    ``model_fs``, zero-padded at the end, normalised on its real samples.
+    """
+    config = config or DspConfig()
+    win, n_valid = make_frame(to_model_rate(x, config), config.window_samples)
+    return normalize(win, n_valid, config.norm_min_std_mv)
 
 
 def frame_for_model(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
