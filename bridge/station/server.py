@@ -45,7 +45,7 @@ log = logging.getLogger("bridge.station")
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ecg_station_token"
 ENV_TOKEN = "ECG_STATION_TOKEN"
-FLUSH_S = 0.1
+FLUSH_S = 0.1  # live samples are sent to a page in batches of 100 ms
 _QUEUE = 2000  # events waiting for one page; beyond, its live samples are dropped
 
 
@@ -165,7 +165,7 @@ def create_app(station: Station, *, token: str | None = None):  # type: ignore[n
         from starlette.responses import FileResponse, JSONResponse, Response
         from starlette.routing import Mount, Route, WebSocketRoute
         from starlette.staticfiles import StaticFiles
-        from starlette.websockets import WebSocket, WebSocketDisconnect
+        from starlette.websockets import WebSocket
     except ImportError:
         raise EcgEdgeError("The station needs its extra: pip install 'ecg-edge[station]'") from None
 
@@ -233,17 +233,28 @@ def create_app(station: Station, *, token: str | None = None):  # type: ignore[n
         assert station.hub is not None
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         station.hub.queues.add(q)
-        try:
+
+        async def send() -> None:
             await ws.send_text(json.dumps(station.state.snapshot(), separators=(",", ":")))
             while True:
                 batch = [await q.get()]
-                await asyncio.sleep(FLUSH_S)
+                if batch[0]["t"] == "live":  # samples are batched; alarms go at once
+                    await asyncio.sleep(FLUSH_S)
                 while not q.empty():
                     batch.append(q.get_nowait())
                 await ws.send_text(json.dumps({"t": "batch", "e": batch}, separators=(",", ":")))
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+
+        async def receive() -> None:  # the page sends nothing; this notices it is gone
+            while True:
+                await ws.receive_text()
+
+        tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             station.hub.queues.discard(q)
 
     async def health(request: Request) -> Response:
@@ -302,7 +313,14 @@ def serve(
     announce(f"station {name}: http://{shown}:{port}{query} (MQTT {station.broker})")
     t0 = time.monotonic()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=3,
+        )
     finally:
         station.stop()
         log.info("station ran %.0f s", time.monotonic() - t0)
