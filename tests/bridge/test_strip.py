@@ -172,3 +172,33 @@ class TestFhirStrip:
         finally:
             fwd.close()
             fhir.stop()
+
+
+class TestStripCommand:
+    @pytest.mark.slow
+    def test_ecg_bridge_strip_draws_a_retained_strip(self, broker, tmp_path) -> None:
+        import os
+        import subprocess
+        import sys
+
+        a = sample_alarm("bed-8")
+        s = _strip_for(a, n=5000)
+        pub = Publisher(broker.url, "bed-8", tmp_path / "spool.db").start()
+        pub.publish_alert(_ref(a, s))
+        pub.publish_strip(s.to_json())
+        assert pub.flush(10)
+        pub.close()
+        exe = os.path.join(os.path.dirname(sys.executable), "ecg-bridge")
+        png, js = tmp_path / "s.png", tmp_path / "s.json"
+        r = subprocess.run(
+            [exe, "strip", a.alert_id, "--broker", broker.url, "--out", str(png),
+             "--json", str(js)], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
+        assert Strip.from_json(json.loads(js.read_text())) == s
+        r = subprocess.run(
+            [exe, "strip", "f" * 32, "--broker", broker.url, "--timeout", "1"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode != 0 and "No strip for alert" in r.stderr

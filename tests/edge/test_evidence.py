@@ -97,3 +97,42 @@ def test_strips_and_live_equal_the_preprocessed_record(samples_dir, tmp_path) ->
     assert idx[0] == 0 and idx[-1] >= rec.header.n_samples // 4 - 40  # the whole record
     assert all(w.fs == 125.0 and w.lead == "II" for w in waves)
     assert any(w.heart_rate is not None and 60 < w.heart_rate < 160 for w in waves)
+
+
+def test_the_agent_and_its_cli_never_import_matplotlib_or_the_station() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edge.agent, edge.cli, edge.evidence, bridge.publish; "
+        "bad = [m for m in ('matplotlib', 'starlette', 'uvicorn', 'bridge.strip_png') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_ecg_edge_strip_draws_a_record_to_scale(samples_dir, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    out = tmp_path / "strip.png"
+    exe = os.path.join(os.path.dirname(sys.executable), "ecg-edge")
+    r = subprocess.run(
+        [exe, "strip", str(samples_dir / "ptb-xl" / "HR00001"), "--out", str(out), "--dpi", "127"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "HR00001:" in r.stdout and "NSR" in r.stdout
+    w, h = Image.open(out).size
+    # 262 mm wide (8 mm calibration + 10 s at 25 mm/s + 4 mm) at 127 dpi = 5 px/mm
+    assert abs(w - 262 * 5) <= 2, (w, h)
+    r = subprocess.run(
+        [exe, "strip", str(samples_dir / "ptb-xl" / "HR00001"), "--start", "60", "--out",
+         str(out)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--start" in r.stderr
