@@ -163,3 +163,50 @@ class TestHttp:
             p.terminate()
             _, stderr = p.communicate(timeout=10)
         assert "a token is required (generated)" in stderr and "/?token=" in stderr
+
+
+class TestThroughTheEdgeBridge:
+    @pytest.mark.slow
+    def test_an_ack_comes_down_to_the_agent_once(self, tmp_path, collector_factory) -> None:
+        from pathlib import Path
+
+        from bridge.station.server import Station
+        from bridge.testing import find_mosquitto, start_broker
+
+        if find_mosquitto() is None:
+            pytest.skip("needs two mosquitto processes (apt-get install -y mosquitto)")
+        conf = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "edge.conf"
+        text = conf.read_text().splitlines()
+        block = text[next(i for i, x in enumerate(text) if x.startswith("connection ")) :]
+        local = ("address", "remote_username", "remote_password", "bridge_cafile")
+        lines = [x for x in block if x.strip() and not x.startswith("#")]
+        lines = [
+            x for x in lines if x.split()[0] not in local and x.split()[0] != "restart_timeout"
+        ]
+        central = start_broker(tmp_path / "central")
+        edge = start_broker(
+            tmp_path / "edge",
+            extra=(*lines, f"address 127.0.0.1:{central.port}", "restart_timeout 1 2"),
+        )
+        heard: list[Ack] = []
+        try:
+            pub = Publisher(edge.url, "bed-6", tmp_path / "spool.db", on_ack=heard.append).start()
+            at_central = collector_factory(central.port, "ecg/+/acks")
+            station = Station(central.url, name="ward-c").start()
+            assert pub.wait_connected(10) and station.connected.wait(5)
+            time.sleep(2.0)  # the bridge is up and has subscribed
+            alarm = _alarm("bed-6", "high")
+            pub.publish_alert(alarm)
+            assert pub.flush(10)
+            sent = station.acknowledge(alarm.alert_id, "bed-6", "kim")
+            deadline = time.monotonic() + 10
+            while not heard and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # would a loop send it round again?
+            assert [h.ack_id for h in heard] == [sent.ack_id]
+            assert len(at_central.messages) == 1
+            station.stop()
+            pub.close()
+        finally:
+            edge.stop()
+            central.stop()
