@@ -20,10 +20,13 @@ Example::
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
 import random
+import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -41,7 +44,8 @@ from bridge.strip import KEEP_STRIPS, StripShelf
 log = logging.getLogger("bridge.publish")
 
 AGENT_VERSION = "0.1.0"
-_TICK_S = 0.02
+_TICK_S = 0.02  # only while saying goodbye
+_IDLE_S = 1.0  # the longest the sender sleeps with nothing to do (keepalive, heartbeat)
 _RETAINED = ("strip", "clear")  # spool kinds sent retained (strips by alert id)
 
 
@@ -131,6 +135,10 @@ class Publisher:
         self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        # publish_* write a byte here: the sender's select() wakes at once (no polling tick)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._status_mids: set[int] = set()
@@ -154,6 +162,7 @@ class Publisher:
             raise invalid("alert", "an Alert", type(alert).__name__)
         self._check_device(alert.device_id)
         self._spool.put("alert", self._topics["alert"], encode(alert.to_json()), 1)
+        self._wake()
 
     def publish_quality(self, event: QualityEvent) -> None:
         """Spool a quality event like an alert (but it may be evicted when the spool is full)."""
@@ -161,6 +170,7 @@ class Publisher:
             raise invalid("event", "a QualityEvent", type(event).__name__)
         self._check_device(event.device_id)
         self._spool.put("quality", self._topics["quality"], encode(event.to_json()), 1)
+        self._wake()
 
     def publish_frame(self, scores: FrameScores) -> None:
         """Send per-frame scores at QoS 0, best effort; nothing when frames are off."""
@@ -175,6 +185,7 @@ class Publisher:
         if len(self._frames) == self._frames.maxlen:
             self._counts["frames_dropped"] += 1
         self._frames.append(encode(scores.to_json()))
+        self._wake()
 
     def set_counters(self, counters: dict[str, Any]) -> None:
         """The stream's counters (frames, gaps, ``serial``: CRC errors...), sent in every
@@ -194,11 +205,13 @@ class Publisher:
         self._spool.put("strip", topic, encode(payload), 1, fsync=False)
         for old in self._shelf.add(topic):
             self._spool.put("clear", old, b"", 1, fsync=False)
+        self._wake()
 
     def publish_live(self, payload: dict[str, Any]) -> None:
         """Send a live waveform payload (``ecg-edge/live/1``) at QoS 0, best effort."""
         if self._connected.is_set():
             self._live.append(encode(payload))
+            self._wake()
 
     def _on_ack(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         from bridge.schema import PayloadError
@@ -235,9 +248,12 @@ class Publisher:
         """
         emptied = self.flush(timeout_s) if self._connected.is_set() else len(self._spool) == 0
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s + 5)
             self._thread = None
+        self._wake_r.close()
+        self._wake_w.close()
         self._spool.close()
         self._shelf.close()
         return emptied
@@ -274,6 +290,12 @@ class Publisher:
         )
         return encode(msg.to_json())
 
+    def _wake(self) -> None:
+        """Wake the sender now (a byte on its wake socket; a full socket is already awake)."""
+        # BlockingIOError: bytes already waiting; closed: nobody left to wake
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
     # ---- the sender thread -------------------------------------------------
 
     def _run(self) -> None:
@@ -303,7 +325,7 @@ class Publisher:
                     self._note_error(describe_failure(exc))
                     continue
                 open_socket = True
-            rc = client.loop(timeout=_TICK_S)
+            rc = self._loop_once(client)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 open_socket = False
                 if self._connected.is_set():
@@ -317,6 +339,40 @@ class Publisher:
                 self._heartbeat(client)
         if open_socket:
             self._goodbye(client)
+
+    def _loop_once(self, client: mqtt.Client) -> mqtt.MQTTErrorCode:
+        """One network round: sleep in select() until the broker's socket or a publish_*
+        call (the wake socket) has something, at most ``_IDLE_S`` or until the heartbeat.
+
+        paho's external-loop API (``socket``, ``want_write``, ``loop_read``/``_write``/
+        ``_misc``), as ``Client.loop`` does it but with our wake socket in the select:
+        an alert leaves as soon as it is spooled instead of at the next 20 ms tick.
+        """
+        sock = client.socket()
+        if sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+        ready = bool(pending and pending() > 0)
+        left = self._last_heartbeat + self.heartbeat_s - time.monotonic()
+        timeout = 0.0 if ready else max(0.0, min(_IDLE_S, left))
+        wlist = [sock] if client.want_write() else []
+        try:
+            readable, _, _ = select.select([sock, self._wake_r], wlist, [], timeout)
+        except (OSError, ValueError, TypeError):  # the socket was closed under us
+            return mqtt.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            with contextlib.suppress(OSError):  # BlockingIOError: drained
+                while self._wake_r.recv(4096):
+                    pass
+        if sock in readable or ready:
+            rc = client.loop_read()
+            if rc or client.socket() is None:
+                return rc
+        if client.want_write():
+            rc = client.loop_write()
+            if rc or client.socket() is None:
+                return rc
+        return client.loop_misc()
 
     def _note_error(self, reason: str) -> None:
         if reason != self._last_error:
