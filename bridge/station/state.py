@@ -32,7 +32,7 @@ from bridge.wave import Ack, LiveWave
 log = logging.getLogger("bridge.station")
 
 MAX_ALARMS = 500
-MAX_STRIPS = 500
+MAX_STRIPS = 32  # strips drawn for pages, cached (a decoded strip is ~2 MB of ints)
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
 
 
