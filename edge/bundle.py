@@ -252,6 +252,7 @@ class Bundle:
     manifest: Manifest
     head: Head
     sha256: str
+    signature: Any = None  # edge.signing.Verdict when load_bundle was given trusted keys
 
     def extractor_path(self, precision: str = "int8") -> Path:
         if precision not in PRECISION_FILES:
@@ -291,8 +292,16 @@ def _unpack(path: Path) -> Path:
     return found[0]
 
 
-def load_bundle(path: str | Path | None = None) -> Bundle:
-    """Open and check a bundle (default: the one shipped in the package)."""
+def load_bundle(
+    path: str | Path | None = None, *, trust: Any = None, allow_unsigned: bool = False
+) -> Bundle:
+    """Open and check a bundle (default: the one shipped in the package).
+
+    ``trust``: trusted public keys (:func:`edge.signing.trusted_keys`); when
+    given, the bundle's ``manifest.sig`` must verify with one of them
+    (:mod:`edge.signing`), else :class:`BundleError` says why, unless
+    ``allow_unsigned`` (the verdict is then kept in ``Bundle.signature``).
+    """
     p = default_bundle_path() if path is None else Path(path)
     if not p.exists():
         raise BundleError(f"bundle {p} does not exist")
@@ -327,7 +336,15 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(
             f"head.npz expects {head.W.shape[1]} features, manifest says {manifest.n_features}"
         )
-    return Bundle(path=p, manifest=manifest, head=head, sha256=hashlib.sha256(raw).hexdigest())
+    verdict = None
+    if trust is not None:
+        from edge.signing import verify_folder
+
+        verdict = verify_folder(p, trust, raw)
+        if not verdict.ok and not allow_unsigned:
+            raise BundleError(f"{verdict.reason}: refusing bundle {p}")
+    sha = hashlib.sha256(raw).hexdigest()
+    return Bundle(path=p, manifest=manifest, head=head, sha256=sha, signature=verdict)
 
 
 def write_bundle(

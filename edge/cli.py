@@ -18,7 +18,8 @@ from typing import Any
 import typer
 
 from bridge._cli import entry_point, quiet, use_color
-from edge.errors import SourceError, check_choice, invalid
+from edge import _deploy_cli
+from edge.errors import ConfigError, SourceError, check_choice, invalid
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -53,6 +54,18 @@ _LIVE = typer.Option(
 _HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status heartbeats.")
 _MAX_FILL = typer.Option(
     0.1, "--max-fill-s", help="Longest dropout filled in (linear interpolation); 0: none."
+)
+_CONFIG = typer.Option(
+    None, "--config", help="Configuration file (TOML, see deploy/agent.toml); flags override it."
+)
+_TRUSTED = typer.Option(
+    None,
+    "--trusted-key",
+    help="Public key (PEM) a bundle's signature must verify with; repeat for several "
+    "(default: the package's demonstration key).",
+)
+_UNSIGNED = typer.Option(
+    False, "--allow-unsigned", help="Run a bundle whose signature does not verify (development)."
 )
 
 
@@ -206,10 +219,11 @@ def summary_lines(
 # ---------------------------------------------------------------- the runs
 
 
-def _open_bundle(bundle: Path | None):
-    from edge.bundle import load_bundle
+def _open_bundle(bundle: Path | None, trusted_keys=(), allow_unsigned: bool = False):
+    """The bundle, its signature verified against the trusted keys (edge.signing)."""
+    from edge.signing import open_verified
 
-    return load_bundle(bundle)
+    return open_verified(bundle, trusted_keys, allow_unsigned, warn=_stderr)
 
 
 def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle, heartbeat_s):
@@ -260,13 +274,24 @@ def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
             publisher.close()
         raise
 
+    from edge.sdnotify import Notifier, Watchdog
+    from edge.signing import demo_notice
+
+    notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
+    watchdog = Watchdog(notifier).start()  # WATCHDOG=1 while the stream loop lives
+
     def on_signal(signum, frame) -> None:  # the current chunk finishes, then the run ends
+        notifier.stopping()
         agent.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    if demo_notice(bundle):
+        _stderr(demo_notice(bundle))
+    notifier.ready(f"streaming with bundle {bundle.sha256[:12]}")
     try:
-        summary = agent.run(source)
+        summary = agent.run(watchdog.watch(source))
     finally:
+        watchdog.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if publisher is not None and not publisher.close(timeout_s=10.0):
@@ -285,7 +310,10 @@ def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
 
 @app.command()
 def replay(
-    paths: list[Path] = typer.Argument(..., help="WFDB records (.hea/.mat/name) or folders."),
+    ctx: typer.Context,
+    paths: list[Path] | None = typer.Argument(
+        None, help="WFDB records (.hea/.mat/name) or folders (or records in --config)."
+    ),
     bundle: Path | None = _BUNDLE,
     speed: str = typer.Option("1", "--speed", help="1 = real time, 10 = 10x faster, 'max'."),
     loop: bool = typer.Option(False, "--loop", help="Play the records again and again."),
@@ -304,20 +332,31 @@ def replay(
     live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
+    config: Path | None = _CONFIG,
+    trusted_keys: list[Path] | None = _TRUSTED,
+    allow_unsigned: bool = _UNSIGNED,
 ) -> None:
     """Play WFDB records as a live stream through the monitor."""
+    from edge.config import configure
+
+    o = configure(ctx, "replay", locals())
     from edge.replay import ReplaySource
 
-    pace = parse_speed(speed)
+    if not o["paths"]:
+        raise ConfigError("no records to replay: name them, or records = [...] in [source]")
+    pace = parse_speed(o["speed"])
     _monitor(
-        lambda: ReplaySource(paths, speed=pace, loop=loop),
-        **_agent_options(locals()),
+        lambda: ReplaySource(o["paths"], speed=pace, loop=o["loop"]),
+        **_agent_options(o),
     )
 
 
 @app.command()
 def run(
-    device: str = typer.Option(..., "--device", help="Serial port (/dev/ttyUSB0, a pty, URL)."),
+    ctx: typer.Context,
+    device: str | None = typer.Option(
+        None, "--device", help="Serial port (/dev/ttyUSB0, a pty, URL); or device in --config."
+    ),
     baud: int = typer.Option(921600, "--baud", help="Serial baud rate."),
     protocol: str = typer.Option("binary", "--protocol", help="binary (packets) or csv."),
     fs: float = typer.Option(500.0, "--fs", help="The device's sample rate in Hz."),
@@ -338,22 +377,31 @@ def run(
     live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
+    config: Path | None = _CONFIG,
+    trusted_keys: list[Path] | None = _TRUSTED,
+    allow_unsigned: bool = _UNSIGNED,
 ) -> None:
     """Monitor a serial ECG device."""
+    from edge.config import configure
+
+    o = configure(ctx, "run", locals())
     from edge.serial_source import SerialSource
 
+    if not o["device"]:
+        raise ConfigError("no serial device: give --device, or device = ... in [source]")
     _monitor(
         lambda: SerialSource(
-            device, baud=baud, protocol=protocol, fs=fs, lsb_uv=lsb_uv, log=_stderr
+            o["device"], baud=o["baud"], protocol=o["protocol"], fs=o["fs"], lsb_uv=o["lsb_uv"],
+            log=_stderr,
         ),
-        **_agent_options(locals()),
-    )
+        **_agent_options(o),
+    )  # fmt: skip
 
 
 _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
     "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
-    "live",
+    "trusted_keys", "allow_unsigned", "live",
 )  # fmt: skip
 
 
@@ -364,10 +412,10 @@ def _agent_options(options: dict) -> dict:
 
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
-             heartbeat_s, max_fill_s, live) -> None:  # fmt: skip
+             heartbeat_s, max_fill_s, trusted_keys, allow_unsigned, live) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
-    b = _open_bundle(bundle)
+    b = _open_bundle(bundle, trusted_keys, allow_unsigned)
     source = make_source()
     pub = _publisher(
         broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
@@ -414,15 +462,25 @@ def simulate_device(
 def info(
     bundle: Path | None = typer.Argument(None, help="Bundle folder or archive (default: shipped)."),
     as_json: bool = typer.Option(False, "--json", help="The manifest as JSON."),
+    trusted_keys: list[Path] | None = _TRUSTED,
 ) -> None:
     """Print a bundle's manifest: model, classes, preprocessing, validation figures."""
-    b = _open_bundle(bundle)
+    from edge.bundle import load_bundle
+    from edge.signing import trusted_keys as trust
+
+    b = load_bundle(bundle, trust=trust(trusted_keys or []), allow_unsigned=True)
     m = b.manifest
+    v = b.signature
+    signed = f"NOT VERIFIED: {v.reason}"
+    if v.ok:
+        signed = f"verified: {v.reason}" + (" [DEMONSTRATION key]" if v.key.demo else "")
     if as_json:
-        print(json.dumps({"path": str(b.path), "sha256": b.sha256, **m.to_json()}, indent=2))
+        sig = {"signature": {"ok": v.ok, "reason": v.reason, "key_id": v.key_id}}
+        print(json.dumps({"path": str(b.path), "sha256": b.sha256, **sig, **m.to_json()}, indent=2))
         return
     print(f"bundle     {b.path}")
     print(f"sha256     {b.sha256}")
+    print(f"signature  {signed}")
     print(f"model      {m.model} ({m.n_features} features), created {m.created_utc}")
     d = m.dsp
     print(
@@ -470,6 +528,7 @@ def _print_figures(validation: dict) -> None:
         print(f"  {label}, {head_prec}\n           {vals}")
 
 
+_deploy_cli.register(app)  # config check|show, keygen
 from edge.strip_cmd import strip as _strip  # noqa: E402  (matplotlib only when run)
 
 app.command("strip")(_strip)

@@ -60,4 +60,9 @@ def tiny_bundle(tmp_path_factory, samples_dir) -> Path:
         inner_folds=2,
         log=lambda *_: None,
     )
+    from edge.signing import load_private_key, sign_bundle
+
+    # signed with the demonstration key, which ecg-edge trusts by default (keys/README.md)
+    demo = Path(__file__).resolve().parents[1] / "keys" / "demo-signing-key.pem"
+    sign_bundle(root / "bundle", load_private_key(demo, check_permissions=False))
     return root / "bundle"

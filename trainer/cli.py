@@ -210,5 +210,19 @@ def crossval(
     run(data, cfg, out, folds, by_source, resume=resume, log=_log)
 
 
+@app.command()
+def sign(
+    bundle: Path = typer.Argument(..., help="The bundle folder (sign it, then pack it)."),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (ecg-edge keygen OUT)."),
+) -> None:
+    """Sign a bundle's manifest (which pins every file's sha256) into manifest.sig."""
+    from edge.signing import key_id, load_private_key, sign_bundle
+
+    private = load_private_key(key)
+    out = sign_bundle(bundle, private)
+    raw = private.public_key().public_bytes_raw()
+    print(f"signed {bundle} with key {key_id(raw)}: {out}")
+
+
 if __name__ == "__main__":
     main()

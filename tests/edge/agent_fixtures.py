@@ -84,7 +84,19 @@ def build_tiny_bundle(out: Path, seed: int = 0, thresholds: np.ndarray | None = 
     )
     write_bundle(out, manifest, head, int8, fp32)
     shutil.rmtree(work, ignore_errors=True)
-    return out
+    return demo_sign(out)
+
+
+DEMO_KEY = ROOT / "keys" / "demo-signing-key.pem"
+
+
+def demo_sign(bundle: Path) -> Path:
+    """Sign a test bundle with the demonstration key (trusted when no --trusted-key is given)."""
+    from edge.signing import load_private_key, sign_bundle
+
+    # git does not keep the key's 0600 mode, so the test does not insist on it
+    sign_bundle(bundle, load_private_key(DEMO_KEY, check_permissions=False))
+    return bundle
 
 
 @pytest.fixture(scope="session")
