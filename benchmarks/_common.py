@@ -171,8 +171,11 @@ def machine() -> dict:
         r = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
         return r.stdout.strip()
 
+    from edge._cpu import cpu_info
+
     return {
         "cpu": cpu,
+        "cpu_info": cpu_info(),  # model, arch and the ISA flags that pick the int8 kernels
         "cores": os.cpu_count(),
         "load_avg_at_start": list(os.getloadavg()),
         "machine": platform.machine(),

@@ -51,7 +51,9 @@ def render(r: dict) -> str:
     lines = [
         "# ecg-edge benchmarks",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores (load average at start "
+        f"Machine: {m['cpu']}"
+        + (f" (ISA: {' '.join(m['cpu_info']['flags'])})" if "cpu_info" in m else "")
+        + f", {m['cores']} cores (load average at start "
         f"{', '.join(f'{x:.1f}' for x in m['load_avg_at_start'])}; shared with a training job), "
         f"{m['os']}. Python {m['versions']['python']}, onnxruntime {m['versions']['onnxruntime']}, "
         f"torch {m['versions'].get('torch')}, numpy {m['versions']['numpy']}. "
@@ -217,12 +219,13 @@ def render(r: dict) -> str:
             "",
             "## ARM",
             "",
-            f"aarch64 emulation (qemu-user, int8 extractor vs x86): {em['status']}"
+            f"aarch64 emulation (qemu-user, int8 extractor output vs x86): {em['status']}"
             + (
                 f" ({em.get('why', '')})"
                 if em["status"] != "run"
-                else f": max relative difference {em['max_rel_diff']:.2e}, min cosine {em['cosine_min']:.5f}, "
-                f"decisions equal {em['decisions_equal']:.3f}"
+                else f": bit-identical {em['bit_identical']} on {em['windows']} windows "
+                f"(qemu CPUs {', '.join(em['versions'])}); x86 = integer reference: "
+                f"{em['x86_equals_reference']}"
             )
             + ".",
             "",
