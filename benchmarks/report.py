@@ -43,6 +43,20 @@ def goals(r: dict) -> list[tuple[str, str, bool | None]]:
             )
             if d is not None:
                 out.append((f"{model}/{head}: int8 loses <= 0.02 metric", f"{d:+.3f}", d >= -0.02))
+    for model, res in r.get("incremental", {}).items():  # issue 13
+        x = res.get("int8")
+        if x:
+            ok = x["ratio"] <= 0.4 and x["scores_equal"]
+            out.append((f"{model}: per-hop cost <= 0.4 of a full-frame pass, same scores",
+                        f"{x['ratio']:.2f}, equal {x['scores_equal']}", ok))  # fmt: skip
+    t = r.get("throughput", {})
+    if "ratio_to_classifier_ceiling" in t:
+        q = t["ratio_to_classifier_ceiling"]
+        out.append(
+            ("whole agent >= 0.5 of the classifier-alone ceiling (one core)", f"{q:.2f}", q >= 0.5)
+        )
+    if e is not None:
+        out.append(("end-to-end p99 <= 10 ms", f"{e:.1f} ms", e <= 10))
     return out
 
 
@@ -122,6 +136,31 @@ def render(r: dict) -> str:
                 if x and x.get("op_time_share"):
                     top = list(x["op_time_share"].items())[:5]
                     lines.append(f"- {model} {p}: " + ", ".join(f"{k} {v:.0%}" for k, v in top))
+    inc = r.get("incremental", {})
+    if inc:
+        lines += [
+            "",
+            "## Incremental extractor (per 10 s hop vs a full 30 s frame)",
+            "",
+            "The classifier stage as the agent runs it, from a frame's preprocessed 500 Hz samples to its "
+            "features (windows to 100 Hz, normalised, extractor, pooling), one thread, over real records "
+            "streamed in order; only 30 s frames after a 30 s frame are timed. With the window cache a hop "
+            "computes one of its three windows. Every frame's scores are compared with the full pass, bit for bit.",
+            "",
+            "| model | precision | full frame p50 ms | per hop p50 ms | per hop p99 ms | ratio (p50) | ratio with head | scores equal |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for model, res in inc.items():
+            for p in ("int8", "fp32"):
+                x = res.get(p)
+                if x:
+                    lines.append(
+                        f"| {model} | {p} | {_f(x['full_frame_ms']['p50'])} | {_f(x['per_hop_ms']['p50'])} | "
+                        f"{_f(x['per_hop_ms']['p99'])} | {_f(x['ratio'])} | {_f(x['classify_ratio'])} | "
+                        f"{x['frames_equal']}/{x['frames_compared']} |"
+                    )
+                elif "note" in res and p == "int8":
+                    lines.append(f"| {model} | | | | | | | {res['note']} |")
     e = r.get("end_to_end_ms")
     if e:
         a = e["agent_to_publish_ms"]
@@ -160,7 +199,13 @@ def render(r: dict) -> str:
                 f"{tp['spread']['min']:.0f}-{tp['spread']['max']:.0f} (scaling {tp['scaling_vs_one']:.2f}x) |"
             )
         lat = r.get("frame_latency_ms", {}).get("resnet", {}).get("int8")
-        if lat:
+        if "classifier_ceiling_one_core" in t:
+            lines += [
+                f"| classifier alone, per hop with the window cache (same bundle, hop 10 s) | {t['classifier_ceiling_one_core']:.0f} | |",
+                f"| classifier alone, full-frame pass | {t['classifier_ceiling_one_core_full_frame']:.0f} | |",
+                f"| whole agent / classifier alone (per hop) | {t['ratio_to_classifier_ceiling']:.2f} | |",
+            ]
+        elif lat:
             lines.append(
                 f"| classifier alone (hop 10 s / int8 p50 {lat['p50']:.2f} ms) | {10000 / lat['p50']:.0f} | |"
             )

@@ -40,4 +40,13 @@ class TestQuickBenchmarks:
         assert r["realtime_factor_one_core"] > 0 and r["streams_per_core"] > 0
         assert 0 < r["rss_mb"]["steady"] <= r["rss_mb"]["peak"] * 1.001
         assert r["bundle_mb"] > 0
+        for model, res in r["incremental"].items():  # the window cache changes no score
+            for prec in ("int8", "fp32") if "int8" in res else ():
+                assert res[prec]["scores_equal"] and res[prec]["frames_compared"] > 0, model
+                assert res[prec]["per_hop_ms"]["p50"] > 0 and res[prec]["ratio"] > 0
+                if prec == "int8":
+                    assert r["frame_latency_ms"][model]["int8_incremental"]["p50"] > 0
+        t = r["throughput"]
+        if "classifier_ceiling_one_core" in t:
+            assert t["classifier_ceiling_one_core"] > 0 and t["ratio_to_classifier_ceiling"] > 0
         assert "accuracy" in r and "machine" in r and r["machine"]["commit"]
