@@ -85,7 +85,19 @@ def keygen(
     typer.echo(f"public key  {pub} (key id {kid}; on devices: --trusted-key / trusted_key)")
 
 
+def reload(
+    device_id: str = typer.Option("edge-1", "--device-id", help="The running agent's device id."),
+    pid: int | None = typer.Option(None, "--pid", help="Its process id (default: its pid file)."),
+) -> None:
+    """Make a running agent load its bundle again: verified, self-tested, swapped between frames."""
+    from edge.reload import signal_reload
+
+    n = signal_reload(device_id, pid)
+    typer.echo(f"asked agent {n} to reload its bundle (its log says whether it swapped)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``config`` and ``keygen`` to the ``ecg-edge`` app."""
+    """Add ``config``, ``keygen`` and ``reload`` to the ``ecg-edge`` app."""
     app.add_typer(config_app, name="config")
     app.command("keygen")(keygen)
+    app.command("reload")(reload)

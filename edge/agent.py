@@ -185,6 +185,18 @@ class Agent:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def swap_bundle(self, bundle: Bundle, classifier: Classifier) -> None:
+        """Score with ``bundle`` from the next frame on (:mod:`edge.reload` checked it: same
+        classes and preprocessing, signature, self-test); safe from any thread."""
+        self._pending_swap = (bundle, classifier)
+
+    def _apply_swap(self) -> None:
+        pending = getattr(self, "_pending_swap", None)
+        if pending is not None:
+            self._pending_swap = None
+            self.bundle, self.classifier = pending
+            self.classes = {c.code: c for c in self.bundle.manifest.classes}
+
     def run(self, source: SampleSource) -> AgentSummary:
         """Consume ``source`` until it ends or :meth:`stop`; return the summary."""
         self._source = source
@@ -380,6 +392,7 @@ class Agent:
                     chunk.record,
                 )
                 continue
+            self._apply_swap()  # a reloaded bundle scores from a frame boundary on
             c = self.classifier.classify_frame(frame.samples)
             self.summary.frames += 1
             self._frame_event(frame, c, chunk)
@@ -441,6 +454,7 @@ class Agent:
             "scores": c.scores_by_code(),
             "positives": list(c.positive_codes()),
             "filled": self.filled_in(frame.start_sample, frame.end_sample),
+            "bundle_sha256": self.bundle.sha256,
             "latency_ms": self._latency_ms(chunk.received_at),
         }
         payload = None

@@ -73,6 +73,7 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    self_test: dict[str, Any] = field(default_factory=dict)  # edge.reload: reference scores
     created_utc: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -117,6 +118,7 @@ class Manifest:
             "training": self.training,
             "validation": self.validation,
             "files": dict(sorted(self.files.items())),
+            **({"self_test": self.self_test} if self.self_test else {}),
         }
 
     @classmethod
@@ -136,6 +138,7 @@ class Manifest:
                 training=dict(d.get("training", {})),
                 validation=dict(d.get("validation", {})),
                 files=dict(d.get("files", {})),
+                self_test=dict(d.get("self_test", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"manifest.json is malformed: {exc!r}") from exc

@@ -261,7 +261,8 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
+def _run_agent(source, bundle, *, as_json, publisher, reload=None, **agent_kw) -> int:
+    """``reload``: where SIGHUP reloads the bundle from (edge.reload.Reloader's arguments)."""
     from edge.agent import Agent
 
     classes = {c.code: c for c in bundle.manifest.classes}
@@ -285,6 +286,12 @@ def _run_agent(source, bundle, *, as_json, publisher, **agent_kw) -> int:
         agent.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    if reload is not None:  # SIGHUP: verify and self-test the bundle again, swap between frames
+        from edge.reload import Reloader, write_pidfile
+
+        reloader = Reloader(agent, log=_stderr, notifier=notifier, **reload)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reloader.request())
+        write_pidfile(agent.device_id)
     if demo_notice(bundle):
         _stderr(demo_notice(bundle))
     notifier.ready(f"streaming with bundle {bundle.sha256[:12]}")
@@ -433,6 +440,13 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         max_fill_s=max_fill_s,
         status_s=heartbeat_s,
         live=live,
+        reload={
+            "path": bundle,
+            "trusted_keys": trusted_keys,
+            "allow_unsigned": allow_unsigned,
+            "precision": precision,
+            "threads": threads,
+        },
     )
     raise typer.Exit(code)
 

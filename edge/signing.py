@@ -215,19 +215,30 @@ def trusted_keys(paths: list[str | Path] | tuple = ()) -> tuple[PublicKey, ...]:
 # ------------------------------------------------------------- signatures
 
 
-def sign_bundle(folder: str | Path, private_key) -> Path:
+def sign_bundle(folder: str | Path, private_key, *, self_test: bool = True) -> Path:
     """Sign ``folder/manifest.json`` (exact bytes) into ``folder/manifest.sig``; return it.
 
     The bundle must pass :func:`edge.bundle.load_bundle` first: a signature
     over a manifest that does not match its files would vouch for nothing.
+    With ``self_test``, a manifest without a ``self_test`` reference gets one
+    first (:func:`edge.reload.make_self_test`: the scores a live reload must
+    reproduce), so the manifest changes, and its sha256 with it.
     """
-    from edge.bundle import MANIFEST, load_bundle
+    from edge.bundle import MANIFEST, Manifest, load_bundle
 
     _, serialization, _ = _crypto()
     p = Path(folder)
     if not p.is_dir():
         raise BundleError(f"{p} is not a bundle folder (sign the folder, then pack it)")
-    load_bundle(p)
+    bundle = load_bundle(p)
+    if self_test and not bundle.manifest.self_test:
+        from edge.reload import make_self_test
+
+        m = Manifest(**{**bundle.manifest.__dict__, "self_test": make_self_test(bundle)})
+        tmp = p / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(m.to_json(), indent=2) + "\n")
+        os.replace(tmp, p / MANIFEST)
+        load_bundle(p)
     message = (p / MANIFEST).read_bytes()
     raw = private_key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
