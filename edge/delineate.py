@@ -1,0 +1,443 @@
+"""Streaming 12-lead delineation: P, QRS and T onsets and offsets per lead and globally.
+
+Input: the preprocessed 500 Hz stream (``edge.dsp``, (n_leads, n) mV) and the
+R peaks of the beat detector (``edge.beats``, stream sample indices). A beat
+at R is measured once the stream has reached ``R + lookahead_s`` (0.7 s: the
+latest a T wave ends at a rate of 40/min), from the window
+``[R - lookback_s, R + lookahead_s)`` alone and the previous R peak, so any
+chunking of the stream (and of the R peaks) gives the same waves.
+
+Per lead, in the window (numpy only):
+
+- **QRS**: the slope ``|dx/dt|`` of the lead (4 ms smoothing); the QRS is the
+  run of samples around R where the slope stays above ``qrs_core`` of its
+  maximum (gaps up to 40 ms bridged, for notched and wide complexes); onset
+  and offset are where the slope, walking out of that run, falls below
+  ``qrs_edge`` of its maximum above the window's slope floor.
+- **T**: on the lead low-passed to about 12 Hz (40 ms boxcar) less its PR
+  level, the largest deflection between QRS offset + 60 ms and
+  ``R + 0.15 s + 0.55 RR`` (at most ``lookahead_s``); a later opposite lobe
+  of at least 40 % makes the wave biphasic and its end the end of the T. The
+  end: the trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine
+  2011) from the steepest point after the last lobe.
+- **P**: the largest deflection between QRS onset - 320 ms (or half-way from
+  the previous R) and QRS onset - 16 ms, onset and offset by the same
+  trapezium method on either side.
+
+A wave is **absent** (None, never 0) when its deflection is below
+``min_p_mv`` / ``min_t_mv`` or below 3 times the window's high-frequency
+noise. **Globally** (IEC 60601-2-25 and CSE: the earliest onset and latest
+offset over the simultaneous leads): the QRS from the spatial velocity (the
+root sum of squares of the usable leads' slopes), P and T onsets/offsets as
+quantiles over the leads where the wave was found (P: the ``global_q``
+quantile of the onsets and ``1 - global_q`` of the offsets; T: the ``1 - t_q``
+quantile of the offsets), so that one stray lead does not move them, P only when at least
+``min_p_leads`` leads agree on its peak within 40 ms (in atrial fibrillation
+the f waves do not), T only when ``min_t_leads`` leads have one. A lead is
+*usable* when it is neither flat (< 0.02 mV peak to peak in the window) nor
+saturated (> 15 mV): the global measurement uses the usable leads and says
+which (:attr:`BeatWaves.leads_used`).
+
+Constant offsets per boundary (``bias_ms``), measured against LUDB's manual
+annotations on LU0001-LU0100 only, correct the causal band-pass's phase.
+
+>>> import numpy as np
+>>> fs, n = 500, 5000
+>>> t = np.arange(n) / fs
+>>> x = np.zeros((1, n))
+>>> for r in range(500, n - 400, 400):  # QRS 80 ms, T 180 ms, every 0.8 s
+...     x[0, r - 20 : r + 21] = 1 - np.abs(np.arange(-20, 21)) / 20
+...     x[0, r + 100 : r + 190] += 0.3 * np.sin(np.pi * np.arange(90) / 90)
+>>> d = Delineator(n_leads=1)
+>>> beats = d.push(x, [500, 900, 1300]) + d.flush()
+>>> b = beats[1].glob
+>>> b.p_on is None, 60 <= (b.qrs_off - b.qrs_on) / 0.5 <= 120, b.t_off > b.t_peak > b.qrs_off
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.errors import check_int, check_positive, invalid
+
+BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
+
+
+@dataclass(frozen=True)
+class DelineateConfig:
+    """Parameters of :class:`Delineator` (times in seconds, amplitudes in mV)."""
+
+    lookback_s: float = 0.5
+    lookahead_s: float = 0.7
+    keep_s: float = 6.0  # how long after R its R peak may still arrive (search-back)
+    qrs_core: float = 0.3
+    qrs_edge: float = 0.03
+    qrs_edge_lead: float = 0.10
+    min_p_mv: float = 0.03
+    min_t_mv: float = 0.05
+    min_p_leads: int = 4
+    p_agree_s: float = 0.040
+    qrs_from_leads: bool = False  # global QRS: quantiles over the leads, not spatial velocity
+    min_t_leads: int = 2
+    global_q: float = 0.25  # P onsets: this quantile over the leads; P offsets: 1 - it
+    t_q: float = 0.4  # T offsets: the 1 - t_q quantile over the leads
+    t_ref_s: float = 0.060  # trapezium reach after the steepest point of the T
+    p_ref_s: float = 0.060
+    biphasic_s: float = 0.0  # a T's second lobe peaks within this of the first
+    biphasic_ratio: float = 0.5
+    # ms added to each boundary (measured on LU0001-LU0100, see benchmarks/delineation.py)
+    bias_ms: dict = field(
+        default_factory=lambda: {
+            "p_on": -10.0,
+            "p_off": -6.0,
+            "qrs_on": -19.0,
+            "qrs_off": 2.0,
+            "t_peak": 0.0,
+            "t_off": 5.0,
+        }
+    )
+
+    def __post_init__(self) -> None:
+        check_positive("lookback_s", self.lookback_s)
+        check_positive("lookahead_s", self.lookahead_s)
+        if not 0 <= self.global_q <= 0.5:
+            raise invalid("global_q", "a quantile in [0, 0.5]", self.global_q)
+
+
+@dataclass(frozen=True)
+class Waves:
+    """Boundaries of one beat on one lead (or globally): stream samples, None = absent."""
+
+    p_on: int | None = None
+    p_off: int | None = None
+    qrs_on: int | None = None
+    qrs_off: int | None = None
+    t_peak: int | None = None
+    t_off: int | None = None
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in BOUNDARIES}
+
+
+@dataclass(frozen=True)
+class BeatWaves:
+    """One delineated beat: R peak, previous R-R, global and per-lead waves.
+
+    ``areas``: per lead, the net area (mV s) of P, QRS and T between the global
+    boundaries, baseline removed (None where the global wave is absent): the
+    frontal axes come from them. ``qrs_amplitude_mv``: per lead, the QRS peak
+    to peak. ``leads_used``: the indices of the usable leads.
+    """
+
+    r: int
+    rr: int | None
+    glob: Waves
+    leads: tuple[Waves, ...]
+    leads_used: tuple[int, ...]
+    areas: dict
+    qrs_amplitude_mv: tuple[float | None, ...]
+
+
+def _box(x: np.ndarray, w: int) -> np.ndarray:
+    """Centred moving average of width ``w`` along the last axis (same length, edges held)."""
+    if w <= 1:
+        return x
+    pad = np.concatenate(
+        [np.repeat(x[..., :1], w // 2, -1), x, np.repeat(x[..., -1:], w - 1 - w // 2, -1)], -1
+    )
+    c = np.cumsum(pad, axis=-1)
+    c = np.concatenate([np.zeros((*c.shape[:-1], 1)), c], -1)
+    return (c[..., w:] - c[..., :-w]) / w
+
+
+def _trapezium(x: np.ndarray, m: int, r: int) -> int:
+    """Wave boundary between the steepest point ``m`` and a reference ``r`` (either side).
+
+    Maximises the area ``0.5 |x[m] - x[i]| |2r - i - m|`` over ``i`` between ``m`` and ``r``.
+    """
+    lo, hi = (m, r) if r >= m else (r, m)
+    i = np.arange(lo, hi + 1)
+    if len(i) == 0:
+        return m
+    a = np.abs(x[m] - x[i]) * np.abs(2 * r - i - m)
+    return int(i[np.argmax(a)])
+
+
+def _q(values: list[int], q: float) -> int:
+    """The ``q`` quantile of sample indices (an observed one: nearest rank)."""
+    return int(np.quantile(np.asarray(values), q, method="nearest"))
+
+
+def _wave_peak(y: np.ndarray, lo: int, hi: int) -> int | None:
+    """The largest local extremum of ``y`` in [lo, hi) (not a window edge), or None."""
+    if hi - lo < 3:
+        return None
+    seg = y[lo:hi]
+    a = np.abs(seg)
+    inner = (a[1:-1] >= a[:-2]) & (a[1:-1] >= a[2:]) & (a[1:-1] > 0)
+    k = np.flatnonzero(inner) + 1
+    if len(k) == 0:
+        return None
+    return lo + int(k[np.argmax(a[k])])
+
+
+class Delineator:
+    """Streaming delineator: ``push(x, r_peaks) -> list[BeatWaves]``; see the module doc.
+
+    ``x``: (n_leads, n) float, the preprocessed stream in mV at ``fs`` (500 Hz);
+    ``r_peaks``: stream samples of R peaks that the beat detector reported
+    with this chunk (increasing; they may come up to ``keep_s`` late).
+    """
+
+    def __init__(
+        self, fs: float = 500.0, n_leads: int = 12, config: DelineateConfig | None = None
+    ) -> None:
+        self.fs = float(check_positive("fs", fs))
+        self.n_leads = check_int("n_leads", n_leads, min_value=1)
+        self.config = config or DelineateConfig()
+        c = self.config
+        s = self._s
+        self._lb, self._la = s(c.lookback_s), s(c.lookahead_s)
+        self._keep = self._lb + self._la + s(c.keep_s)
+        self._bias = {k: c.bias_ms.get(k, 0.0) * self.fs / 1000.0 for k in BOUNDARIES}
+        self.reset()
+
+    def _s(self, seconds: float) -> int:
+        return round(seconds * self.fs)
+
+    @property
+    def delay_s(self) -> float:
+        """The look-ahead: a beat is measured this long after its R peak (or later)."""
+        return self._la / self.fs
+
+    def reset(self) -> None:
+        """Back to the start of a stream."""
+        self._buf = np.zeros((self.n_leads, 0))
+        self._start = 0  # stream sample of _buf[:, 0]
+        self._n = 0  # samples received
+        self._queue: list[int] = []
+        self._prev_r: int | None = None
+
+    def push(self, x: np.ndarray, r_peaks=()) -> list[BeatWaves]:
+        """Feed (n_leads, n) samples and the R peaks found so far; return the beats now measured."""
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] != self.n_leads:
+            raise invalid("x", f"an array of shape ({self.n_leads}, n)", getattr(x, "shape", x))
+        self._buf = np.concatenate([self._buf, x.astype(np.float64)], axis=1)
+        self._n += x.shape[1]
+        for r in r_peaks:
+            r = int(r)
+            last = self._queue[-1] if self._queue else self._prev_r
+            if last is not None and r <= last:
+                raise invalid("r_peaks", "increasing stream samples", r)
+            self._queue.append(r)
+        out = self._drain(final=False)
+        drop = self._n - self._keep - self._start
+        if drop > 0:
+            self._buf = self._buf[:, drop:]
+            self._start += drop
+        return out
+
+    def flush(self) -> list[BeatWaves]:
+        """End of stream: measure the beats left on the signal there is."""
+        return self._drain(final=True)
+
+    def _drain(self, final: bool) -> list[BeatWaves]:
+        out = []
+        while self._queue and (final or self._queue[0] + self._la <= self._n):
+            r = self._queue.pop(0)
+            if max(0, r - self._lb) >= self._start:  # its window is still buffered
+                out.append(self._measure(r, self._prev_r))
+            self._prev_r = r
+        return out
+
+    # ------------------------------------------------------------ one beat
+
+    def _measure(self, r: int, prev_r: int | None) -> BeatWaves:
+        fs, c = self.fs, self.config
+        s = self._s
+        a = max(0, r - self._lb)
+        b = min(self._n, r + self._la)
+        w = self._buf[:, a - self._start : b - self._start]
+        n_leads, n = w.shape
+        rc = r - a  # R in window coordinates
+        rr = None if prev_r is None else r - prev_r
+        none = Waves()
+        if n < s(0.2) or rc < s(0.1):
+            return self._empty(r, rr, none)
+        p2p = np.ptp(w, axis=1)
+        used = [i for i in range(n_leads) if 0.02 <= p2p[i] <= 15.0 and np.all(np.isfinite(w[i]))]
+        if not used:
+            return self._empty(r, rr, none)
+        xs = _box(w, s(0.004))
+        d = np.abs(np.gradient(xs, axis=1)) * fs  # mV/s
+        xl = _box(w, s(0.040))
+        noise = 1.4826 * np.median(np.abs(xs - xl), axis=1)  # robust: not the QRS
+        # ---- global QRS from the spatial velocity
+        v = np.sqrt((d[used] ** 2).sum(axis=0))
+        q_on, q_off = self._qrs(v, rc, c.qrs_edge)
+        if q_on is None:
+            return self._empty(r, rr, none)
+        # ---- per lead
+        lo_p = q_on - s(0.320)
+        if rr is not None:
+            lo_p = max(lo_p, rc - rr // 2)
+        lo_p = max(0, lo_p)
+        hi_p = q_on - s(0.016)
+        t_lo = q_off + s(0.060)
+        # the T peak: before R + 0.1 s + 0.45 sqrt(RR) (QT prolonged by 25 % on Bazett's
+        # curve) and before the next P can start (0.75 RR); its end: before R + 0.9 RR
+        rr_s = rr / fs if rr is not None else 1.0
+        t_hi = min(n, rc + s(min(0.1 + 0.45 * np.sqrt(rr_s), 0.75 * rr_s)))
+        t_end = min(n, rc + self._la, rc + s(0.9 * rr_s))
+        leads: list[Waves] = []
+        peaks_p: list[tuple[int, int, int]] = []
+        t_offs: list[int] = []
+        base = np.zeros(n_leads)
+        for i in range(n_leads):
+            if i not in used:
+                leads.append(none)
+                continue
+            l_on, l_off = self._qrs(d[i], rc, c.qrs_edge_lead)
+            lead_on = l_on if l_on is not None else q_on
+            base[i] = float(np.mean(xl[i, max(0, lead_on - s(0.030)) : max(1, lead_on - s(0.008))]))
+            y = xl[i] - base[i]
+            floor = 3.0 * noise[i]
+            pp = _wave_peak(y, lo_p, hi_p)
+            p_on = p_off = None
+            if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
+                p_on, p_off = self._sides(y, pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s))
+                if p_on is not None:
+                    peaks_p.append((pp, p_on, p_off))
+            tp = _wave_peak(y, t_lo, t_hi)
+            t_peak = t_off = None
+            if tp is not None and abs(y[tp]) >= max(c.min_t_mv, floor):
+                last = tp
+                later = _wave_peak(y, tp + s(0.040), min(t_end, tp + s(c.biphasic_s)))
+                if (
+                    c.biphasic_s > 0
+                    and later is not None
+                    and y[later] * y[tp] < 0
+                    and abs(y[later]) >= c.biphasic_ratio * abs(y[tp])
+                ):
+                    last = later
+                t_peak, t_off = tp, self._end(y, last, t_end, s(c.t_ref_s))
+                t_offs.append(t_off)
+            leads.append(
+                Waves(
+                    *(self._abs(a, k, v) for k, v in (("p_on", p_on), ("p_off", p_off))),
+                    self._abs(a, "qrs_on", l_on),
+                    self._abs(a, "qrs_off", l_off),
+                    self._abs(a, "t_peak", t_peak),
+                    self._abs(a, "t_off", t_off),
+                )
+            )
+        # ---- global P and T
+        need_p, need_t = min(c.min_p_leads, len(used)), min(c.min_t_leads, len(used))
+        if c.qrs_from_leads:
+            ons = [lw.qrs_on - a for lw in leads if lw.qrs_on is not None]
+            offs = [lw.qrs_off - a for lw in leads if lw.qrs_off is not None]
+            if len(ons) >= need_t:
+                q_on = round(_q(ons, c.global_q) - self._bias["qrs_on"])
+                q_off = round(_q(offs, 1 - c.global_q) - self._bias["qrs_off"])
+        g_p_on = g_p_off = None
+        if len(peaks_p) >= need_p:
+            centre = np.median([p[0] for p in peaks_p])
+            agree = [p for p in peaks_p if abs(p[0] - centre) <= s(c.p_agree_s)]
+            if len(agree) >= need_p:
+                g_p_on = _q([p[1] for p in agree], c.global_q)
+                g_p_off = _q([p[2] for p in agree], 1 - c.global_q)
+        g_t_peak = g_t_off = None
+        if len(t_offs) >= need_t:
+            g_t_off = _q(t_offs, 1 - c.t_q)
+            yl = xl[used] - base[used, None]
+            mag = np.sqrt((yl[:, t_lo:t_hi] ** 2).sum(axis=0))
+            g_t_peak = min(t_lo + int(np.argmax(mag)), g_t_off - 1)
+        glob = Waves(
+            self._abs(a, "p_on", g_p_on),
+            self._abs(a, "p_off", g_p_off),
+            self._abs(a, "qrs_on", q_on),
+            self._abs(a, "qrs_off", q_off),
+            self._abs(a, "t_peak", g_t_peak),
+            self._abs(a, "t_off", g_t_off),
+        )
+        areas = {}
+        for name, lo, hi in (("p", g_p_on, g_p_off), ("qrs", q_on, q_off), ("t", q_off, g_t_off)):
+            if lo is None or hi is None or hi <= lo:
+                areas[name] = None
+                continue
+            seg = w[:, lo : hi + 1] - base[:, None]
+            areas[name] = tuple(
+                float(seg[i].sum() / fs) if i in used else None for i in range(n_leads)
+            )
+        amp = tuple(
+            float(np.ptp(w[i, q_on : q_off + 1])) if i in used else None for i in range(n_leads)
+        )
+        return BeatWaves(r, rr, glob, tuple(leads), tuple(used), areas, amp)
+
+    def _empty(self, r: int, rr: int | None, none: Waves) -> BeatWaves:
+        return BeatWaves(r, rr, none, (none,) * self.n_leads, (), {}, (None,) * self.n_leads)
+
+    def _abs(self, a: int, kind: str, k: int | None) -> int | None:
+        return None if k is None else round(a + k + self._bias[kind])
+
+    def _qrs(self, v: np.ndarray, rc: int, edge: float) -> tuple[int | None, int | None]:
+        """QRS onset and offset (window samples) on a slope signal ``v`` around ``rc``."""
+        s = self._s
+        lo, hi = max(0, rc - s(0.080)), min(len(v), rc + s(0.080))
+        if hi <= lo:
+            return None, None
+        pk = lo + int(np.argmax(v[lo:hi]))
+        vmax = v[pk]
+        floor = float(np.percentile(v, 10))
+        if vmax <= 2 * floor or vmax <= 0:
+            return None, None
+        core = v > floor + self.config.qrs_core * (vmax - floor)
+        gap = s(0.040)
+        start = end = pk
+        lim_lo, lim_hi = max(0, rc - s(0.200)), min(len(v) - 1, rc + s(0.250))
+        while True:  # grow the core run, bridging gaps of up to 40 ms
+            left = np.flatnonzero(core[max(lim_lo, start - gap) : start])
+            right = np.flatnonzero(core[end + 1 : min(lim_hi, end + gap) + 1])
+            if len(left) == 0 and len(right) == 0:
+                break
+            if len(left):
+                start = max(lim_lo, start - gap) + int(left[0])
+            if len(right):
+                end = end + 1 + int(right[-1])
+        th = floor + edge * (vmax - floor)
+        below = np.flatnonzero(v[lim_lo:start] < th)
+        on = lim_lo + int(below[-1]) if len(below) else lim_lo
+        below = np.flatnonzero(v[end : lim_hi + 1] < th)
+        off = end + int(below[0]) if len(below) else lim_hi
+        return on, off
+
+    def _sides(
+        self, y: np.ndarray, pk: int, lo: int, hi: int, reach: int, ref: int
+    ) -> tuple[int | None, int | None]:
+        """Onset and offset of a wave peaking at ``pk`` within [lo, hi) (trapezium method)."""
+        dy = np.gradient(y)
+        sign = np.sign(y[pk])
+        a = max(lo, pk - reach)
+        if pk - a < 2:
+            return None, None
+        m_on = a + int(np.argmax(sign * dy[a:pk]))
+        on = _trapezium(y, m_on, max(lo, m_on - ref))
+        b = min(hi, pk + reach)
+        if b - pk < 2:
+            return None, None
+        m_off = pk + int(np.argmin(sign * dy[pk:b]))
+        off = _trapezium(y, m_off, min(hi - 1, m_off + ref))
+        return on, off
+
+    def _end(self, y: np.ndarray, pk: int, hi: int, ref: int) -> int:
+        """End of a wave whose last lobe peaks at ``pk`` (trapezium method), before ``hi``."""
+        dy = np.gradient(y)
+        sign = np.sign(y[pk])
+        b = min(hi, pk + self._s(0.120))
+        if b - pk < 2:
+            return pk
+        m = pk + int(np.argmin(sign * dy[pk:b]))
+        return _trapezium(y, m, min(len(y) - 1, m + ref))

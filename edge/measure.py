@@ -1,0 +1,218 @@
+"""ECG measurements from delineated beats: intervals, QTc, frontal axes, QRS amplitude.
+
+Per beat (:func:`beat_measurements`) and per frame or record
+(:func:`median_measurements`: the median over the beats of each measurement,
+over the beats where it exists; absent when no beat has it, never 0):
+
+- ``rr_ms`` (to the previous beat) and ``hr_bpm`` = 60000 / RR;
+- ``p_ms`` (P offset - P onset), ``pr_ms`` (QRS onset - P onset),
+  ``qrs_ms`` (QRS offset - QRS onset), ``qt_ms`` (T offset - QRS onset), from
+  the global boundaries (edge.delineate);
+- ``qtc_bazett_ms`` = QT / sqrt(RR in s), ``qtc_fridericia_ms`` = QT / cbrt(RR in s);
+- ``axis_p_deg``, ``axis_qrs_deg``, ``axis_t_deg``: the frontal-plane axes
+  from the net areas of the wave in leads I and aVF, on Einthoven's triangle:
+  ``atan2(2 aVF / sqrt(3), I)``, in degrees (-90, 180];
+- ``qrs_amplitude_mv``: per lead, the QRS peak to peak.
+
+Intervals computed on the 500 Hz stream have a 2 ms resolution; a 100 Hz
+record (PTB-XL) carries no more than 10 ms of timing, whatever the rate it
+is brought to.
+
+>>> qtc(400.0, 1000.0)
+(400.0, 400.0)
+>>> round(frontal_axis(1.0, 0.0)), round(frontal_axis(0.0, 1.0)), round(frontal_axis(-1.0, 0.0))
+(0, 90, 180)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edge.beats import BeatDetector, resampler_delay_s
+from edge.delineate import BOUNDARIES, BeatWaves, Delineator
+from edge.dsp import Preprocessor
+from edge.errors import RecordError
+from edge.records import read_signals
+
+SCALARS = (
+    "rr_ms",
+    "hr_bpm",
+    "p_ms",
+    "pr_ms",
+    "qrs_ms",
+    "qt_ms",
+    "qtc_bazett_ms",
+    "qtc_fridericia_ms",
+    "axis_p_deg",
+    "axis_qrs_deg",
+    "axis_t_deg",
+)
+
+
+def qtc(qt_ms: float, rr_ms: float) -> tuple[float, float]:
+    """(Bazett, Fridericia) corrected QT in ms from QT and RR in ms."""
+    rr_s = rr_ms / 1000.0
+    return qt_ms / math.sqrt(rr_s), qt_ms / rr_s ** (1.0 / 3.0)
+
+
+def frontal_axis(lead_i: float, lead_avf: float) -> float:
+    """Frontal-plane axis in degrees (-90, 180] from the net deflections in I and aVF."""
+    return math.degrees(math.atan2(2.0 * lead_avf / math.sqrt(3.0), lead_i))
+
+
+def _ms(a: int | None, b: int | None, fs: float) -> float | None:
+    return None if a is None or b is None else (b - a) * 1000.0 / fs
+
+
+def beat_measurements(
+    beat: BeatWaves, fs: float = 500.0, lead_names: tuple[str, ...] | None = None
+) -> dict:
+    """The measurements of one beat (None where a wave or the previous beat is absent)."""
+    g = beat.glob
+    m: dict = {k: None for k in SCALARS}
+    if beat.rr is not None and beat.rr > 0:
+        m["rr_ms"] = beat.rr * 1000.0 / fs
+        m["hr_bpm"] = 60000.0 / m["rr_ms"]
+    m["p_ms"] = _ms(g.p_on, g.p_off, fs)
+    m["pr_ms"] = _ms(g.p_on, g.qrs_on, fs)
+    m["qrs_ms"] = _ms(g.qrs_on, g.qrs_off, fs)
+    m["qt_ms"] = _ms(g.qrs_on, g.t_off, fs)
+    if m["qt_ms"] is not None and m["rr_ms"] is not None:
+        m["qtc_bazett_ms"], m["qtc_fridericia_ms"] = qtc(m["qt_ms"], m["rr_ms"])
+    names = [n.lower() for n in (lead_names or ())]
+    if "i" in names and "avf" in names:
+        i, f = names.index("i"), names.index("avf")
+        for wave in ("p", "qrs", "t"):
+            areas = beat.areas.get(wave)
+            if areas is None or areas[i] is None or areas[f] is None:
+                continue
+            if abs(areas[i]) + abs(areas[f]) > 0:
+                m[f"axis_{wave}_deg"] = frontal_axis(areas[i], areas[f])
+    m["qrs_amplitude_mv"] = list(beat.qrs_amplitude_mv)
+    return m
+
+
+def _circular_median_deg(values: list[float]) -> float:
+    """Median of angles: the median of the values unwrapped around their circular mean."""
+    mean = math.degrees(
+        math.atan2(*(sum(f(math.radians(v)) for v in values) for f in (math.sin, math.cos)))
+    )
+    d = [(v - mean + 180.0) % 360.0 - 180.0 for v in values]
+    out = mean + float(np.median(d))
+    return (out + 180.0) % 360.0 - 180.0 if out <= -180.0 or out > 180.0 else out
+
+
+def median_measurements(beats: list[dict]) -> dict:
+    """Median of each measurement over the beats that have it (None if none has); ``n_beats``."""
+    out: dict = {"n_beats": len(beats)}
+    for k in SCALARS:
+        v = [b[k] for b in beats if b.get(k) is not None]
+        if not v:
+            out[k] = None
+        elif k.startswith("axis"):
+            out[k] = round(_circular_median_deg(v), 1)
+        else:
+            out[k] = round(float(np.median(v)), 1)
+    amps = [b["qrs_amplitude_mv"] for b in beats if b.get("qrs_amplitude_mv")]
+    if amps:
+        cols = list(zip(*amps))
+        out["qrs_amplitude_mv"] = [
+            None
+            if not [a for a in c if a is not None]
+            else round(float(np.median([a for a in c if a is not None])), 3)
+            for c in cols
+        ]
+    else:
+        out["qrs_amplitude_mv"] = None
+    return out
+
+
+def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], float]:
+    """Beats and waves of a whole record (n_leads, n) mV at ``fs``, the agent's way.
+
+    Returns the beats (500 Hz stream samples) and the resampler's delay in
+    seconds (to bring stream samples back to the record's own rate).
+    """
+    n_leads = signal.shape[0]
+    x = Preprocessor(fs, n_leads=n_leads).push(signal)
+    det = BeatDetector(n_leads=n_leads)
+    r = [b.sample for b in det.push(x) + det.flush()]
+    d = Delineator(n_leads=n_leads)
+    return d.push(x, r) + d.flush(), resampler_delay_s(fs)
+
+
+def record_measure(path: str | Path, lead: str | None = None) -> dict:
+    """``ecg-edge measure``: the beats and median measurements of any WFDB record.
+
+    Sample indices at the record's own rate; global onsets and offsets, or
+    those of ``lead`` (a signal name, any case) when given.
+    """
+    header, signal = read_signals(path)
+    names = tuple(s.name for s in header.signals)
+    lower = [n.strip().lower() for n in names]
+    row = None
+    if lead is not None:
+        if lead.strip().lower() not in lower:
+            raise RecordError(header.name, f"no lead {lead!r} (has {', '.join(names)})")
+        row = lower.index(lead.strip().lower())
+    beats, shift = delineate_record(signal, header.fs)
+
+    def back(k: int | None) -> int | None:
+        if k is None:
+            return None
+        j = round((k / 500.0 - shift) * header.fs)
+        return j if 0 <= j < header.n_samples else None
+
+    rows, per_beat = [], []
+    for b in beats:
+        w = b.glob if row is None else b.leads[row]
+        r = back(b.r)
+        if r is None:
+            continue
+        rows.append({"r": r, **{k: back(getattr(w, k)) for k in BOUNDARIES}})
+        per_beat.append(beat_measurements(b, 500.0, names))
+    used = sorted({i for b in beats for i in b.leads_used})
+    return {
+        "record": header.name,
+        "fs": header.fs,
+        "leads": list(names),
+        "lead": None if row is None else names[row],
+        "leads_used": [names[i] for i in used],
+        "beats": rows,
+        "median": median_measurements(per_beat),
+    }
+
+
+def format_measure(result: dict) -> str:
+    """The readable form of :func:`record_measure`: a table of the median measurements."""
+    m = result["median"]
+    n = m["n_beats"]
+    where = f"lead {result['lead']}" if result["lead"] else "global (all leads)"
+    lines = [
+        f"{result['record']}: {result['fs']:g} Hz, {n} beat{'s' if n != 1 else ''}, "
+        f"boundaries {where}; median over the beats"
+    ]
+    if n == 0:
+        lines.append("  no beat found (too short, flat or no ECG signal)")
+        return "\n".join(lines)
+    units = {"bpm": "/min", "deg": "°", "ms": "ms"}
+    for k in SCALARS:
+        v = m[k]
+        unit = units[k.rsplit("_", 1)[1]]
+        label = k.rsplit("_", 1)[0].replace("_", " ")
+        lines.append(f"  {label:16s} {'absent' if v is None else f'{v:g} {unit}'}")
+    if m.get("qrs_amplitude_mv"):
+        amps = ", ".join(
+            f"{name} {a:.2f}"
+            for name, a in zip(result["leads"], m["qrs_amplitude_mv"])
+            if a is not None
+        )
+        lines.append(f"  QRS amplitude (mV, peak to peak): {amps}")
+    if result["fs"] < 250:
+        lines.append(
+            f"  (a {result['fs']:g} Hz record: intervals resolved to {1000 / result['fs']:g} ms)"
+        )
+    return "\n".join(lines)
