@@ -1,4 +1,4 @@
-"""``ecg-edge config check|show`` and ``ecg-edge keygen``: the deployment commands."""
+"""``ecg-edge config check|show``, ``keygen``, ``install``, ``reload``: the deployment commands."""
 
 from __future__ import annotations
 
@@ -96,8 +96,25 @@ def reload(
     typer.echo(f"asked agent {n} to reload its bundle (its log says whether it swapped)")
 
 
+def install(
+    bundle: Path = typer.Argument(..., help="The new bundle folder (signed)."),
+    dest: Path = typer.Argument(..., help="The symlink the agent's --bundle names."),
+    trusted_keys: list[Path] | None = typer.Option(
+        None, "--trusted-key", help="Public key the bundle must verify with (repeatable)."
+    ),
+) -> None:
+    """Verify a bundle, then install it at DEST by one atomic rename (then: ecg-edge reload)."""
+    from edge.reload import install_bundle
+    from edge.signing import open_verified
+
+    b = open_verified(bundle, trusted_keys or [])
+    folder = install_bundle(bundle, dest)
+    typer.echo(f"installed bundle {b.sha256[:12]} ({b.signature.reason}) at {dest} -> {folder}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``config``, ``keygen`` and ``reload`` to the ``ecg-edge`` app."""
     app.add_typer(config_app, name="config")
     app.command("keygen")(keygen)
     app.command("reload")(reload)
+    app.command("install")(install)
