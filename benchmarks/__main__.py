@@ -18,6 +18,7 @@ from benchmarks import (
     limit,
     memory,
     report,
+    spool,
     throughput,
 )
 from benchmarks._common import REPO, machine, resolve_bundles, sample_records, shown
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     r["end_to_end_ms"] = step(
         "e2e", lambda: e2e.measure(refs["resnet"], records, reps, 3 if q else 20)
     )
+    r["spool_put_ms"] = step("spool", lambda: spool.measure(out, 100 if q else 500))
     tp = step("throughput", lambda: throughput.measure(refs["resnet"], records, reps))
     inc = r["incremental"]["resnet"].get("int8")
     if inc is not None:  # same bundle, same hop: the classifier stage alone, per CPU second

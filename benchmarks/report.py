@@ -179,6 +179,19 @@ def render(r: dict) -> str:
             f"| agent -> publisher spool | {_f(a['p50'])} | {_f(a['p90'])} | {_f(a['p99'])} | {e['alerts_sent']} (all runs) |",
             f"| agent -> broker -> subscriber | {_f(e['p50'])} | {_f(e['p90'])} | {_f(e['p99'])} | {e['alerts_received']} |",
         ]
+    sput = r.get("spool_put_ms")
+    if sput and "fsync" in sput:
+        lines += [
+            "",
+            f"What durability costs on this disk: one alert's spool commit (sqlite WAL, {sput['n']} puts of "
+            f"{sput['payload_bytes']} B): fsynced (`publish_alert`: on disk before it returns) p50 "
+            f"{_f(sput['fsync']['p50'])} ms, p99 {_f(sput['fsync']['p99'])} ms"
+            + (
+                f"; without its own fsync p50 {_f(sput['no_fsync']['p50'])} ms, p99 {_f(sput['no_fsync']['p99'])} ms."
+                if "no_fsync" in sput
+                else "."
+            ),
+        ]
     t = r.get("throughput")
     if t:
         sp = t["realtime_factor_one_core_spread"]
