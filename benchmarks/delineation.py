@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import REPO
-from edge.beats import BeatDetector, refine_peaks
 from edge.delineate import DelineateConfig, Delineator
 from edge.dsp import preprocess
 from edge.records import read_record
@@ -106,6 +105,8 @@ def intervals(b: dict, fs: float) -> dict:
 
 
 def _r_peaks(x500: np.ndarray) -> list[int]:
+    from edge.beats import BeatDetector
+
     det = BeatDetector(n_leads=x500.shape[0])
     return [b.sample for b in det.push(x500) + det.flush()]
 
@@ -216,6 +217,8 @@ def boundary_bias(pairs: list[tuple[dict, dict | None]], fs: float = 500.0) -> d
 
 
 def run(names: list[str], with_nk: bool, config: DelineateConfig | None = None) -> dict:
+    from edge.beats import refine_peaks
+
     methods: dict[str, dict[str, list]] = {}
     seconds: dict[str, float] = {}
     for name in names:

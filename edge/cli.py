@@ -473,6 +473,21 @@ def simulate_device(
 
 
 @app.command()
+def measure(
+    record: Path = typer.Argument(..., help="WFDB record (name, .hea, .mat or .dat)."),
+    lead: str | None = typer.Option(
+        None, "--lead", help="Give this lead's onsets and offsets instead of the global ones."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Print a record's median intervals, QTc and axes; with --json, every beat's waves too."""
+    from edge.measure import format_measure, record_measure
+
+    result = record_measure(record, lead)
+    print(json.dumps(result) if as_json else format_measure(result))
+
+
+@app.command()
 def info(
     bundle: Path | None = typer.Argument(None, help="Bundle folder or archive (default: shipped)."),
     as_json: bool = typer.Option(False, "--json", help="The manifest as JSON."),

@@ -80,6 +80,7 @@ class DelineateConfig:
     min_t_mv: float = 0.05
     min_p_leads: int = 4
     p_agree_s: float = 0.040
+    p_prominence: float = 0.0  # the P peak at least this times the rest of its window
     qrs_from_leads: bool = False  # global QRS: quantiles over the leads, not spatial velocity
     min_t_leads: int = 2
     global_q: float = 0.25  # P onsets: this quantile over the leads; P offsets: 1 - it
@@ -308,6 +309,12 @@ class Delineator:
             pp = _wave_peak(y, lo_p, hi_p)
             p_on = p_off = None
             if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
+                # a P stands out of its window; f or flutter waves repeat across it
+                rest = np.abs(y[lo_p:hi_p]).copy()
+                rest[max(0, pp - lo_p - s(0.060)) : pp - lo_p + s(0.060)] = 0.0
+                if c.p_prominence > 0 and rest.max(initial=0.0) * c.p_prominence > abs(y[pp]):
+                    pp = None
+            if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
                 p_on, p_off = self._sides(y, pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s))
                 if p_on is not None:
                     peaks_p.append((pp, p_on, p_off))
@@ -355,10 +362,12 @@ class Delineator:
             yl = xl[used] - base[used, None]
             mag = np.sqrt((yl[:, t_lo:t_hi] ** 2).sum(axis=0))
             g_t_peak = min(t_lo + int(np.argmax(mag)), g_t_off - 1)
+        g_qrs_on = self._abs(a, "qrs_on", q_on)
+        g_p_off = self._abs(a, "p_off", g_p_off)
         glob = Waves(
             self._abs(a, "p_on", g_p_on),
-            self._abs(a, "p_off", g_p_off),
-            self._abs(a, "qrs_on", q_on),
+            None if g_p_off is None else min(g_p_off, g_qrs_on),  # the P ends by the QRS
+            g_qrs_on,
             self._abs(a, "qrs_off", q_off),
             self._abs(a, "t_peak", g_t_peak),
             self._abs(a, "t_off", g_t_off),

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.beats import BeatDetector, resampler_delay_s
 from edge.delineate import BOUNDARIES, BeatWaves, Delineator
 from edge.dsp import Preprocessor
 from edge.errors import RecordError
@@ -136,6 +135,8 @@ def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], fl
     Returns the beats (500 Hz stream samples) and the resampler's delay in
     seconds (to bring stream samples back to the record's own rate).
     """
+    from edge.beats import BeatDetector, resampler_delay_s  # the beat detector (issue 10)
+
     n_leads = signal.shape[0]
     x = Preprocessor(fs, n_leads=n_leads).push(signal)
     det = BeatDetector(n_leads=n_leads)
@@ -147,8 +148,12 @@ def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], fl
 def record_measure(path: str | Path, lead: str | None = None) -> dict:
     """``ecg-edge measure``: the beats and median measurements of any WFDB record.
 
-    Sample indices at the record's own rate; global onsets and offsets, or
-    those of ``lead`` (a signal name, any case) when given.
+    ``{"record", "fs", "beats": [{"r", "p_on", "p_off", "qrs_on", "qrs_off",
+    "t_peak", "t_off"}, ...], "median": {...}}``: sample indices at the
+    record's own rate (None: absent), global onsets and offsets or those of
+    ``lead`` (a signal name, any case) when given; ``median`` holds
+    :func:`median_measurements`, the QRS amplitudes by lead name, the leads
+    used and which boundaries the beats give.
     """
     header, signal = read_signals(path)
     names = tuple(s.name for s in header.signals)
@@ -172,25 +177,28 @@ def record_measure(path: str | Path, lead: str | None = None) -> dict:
         r = back(b.r)
         if r is None:
             continue
-        rows.append({"r": r, **{k: back(getattr(w, k)) for k in BOUNDARIES}})
+        row_w = {k: back(getattr(w, k)) for k in BOUNDARIES}
+        for on, off in (("p_on", "p_off"), ("qrs_on", "qrs_off")):
+            if row_w[on] is None or row_w[off] is None:  # a wave cut by the record's edge
+                row_w[on] = row_w[off] = None
+        rows.append({"r": r, **row_w})
         per_beat.append(beat_measurements(b, 500.0, names))
     used = sorted({i for b in beats for i in b.leads_used})
-    return {
-        "record": header.name,
-        "fs": header.fs,
-        "leads": list(names),
-        "lead": None if row is None else names[row],
-        "leads_used": [names[i] for i in used],
-        "beats": rows,
-        "median": median_measurements(per_beat),
-    }
+    median = median_measurements(per_beat)
+    amps = median.get("qrs_amplitude_mv")
+    median["qrs_amplitude_mv"] = (
+        None if amps is None else {n: a for n, a in zip(names, amps) if a is not None}
+    )
+    median["leads_used"] = [names[i] for i in used]
+    median["boundaries"] = "global" if row is None else names[row]
+    return {"record": header.name, "fs": header.fs, "beats": rows, "median": median}
 
 
 def format_measure(result: dict) -> str:
     """The readable form of :func:`record_measure`: a table of the median measurements."""
     m = result["median"]
     n = m["n_beats"]
-    where = f"lead {result['lead']}" if result["lead"] else "global (all leads)"
+    where = "global (all leads)" if m["boundaries"] == "global" else f"lead {m['boundaries']}"
     lines = [
         f"{result['record']}: {result['fs']:g} Hz, {n} beat{'s' if n != 1 else ''}, "
         f"boundaries {where}; median over the beats"
@@ -205,12 +213,9 @@ def format_measure(result: dict) -> str:
         label = k.rsplit("_", 1)[0].replace("_", " ")
         lines.append(f"  {label:16s} {'absent' if v is None else f'{v:g} {unit}'}")
     if m.get("qrs_amplitude_mv"):
-        amps = ", ".join(
-            f"{name} {a:.2f}"
-            for name, a in zip(result["leads"], m["qrs_amplitude_mv"])
-            if a is not None
-        )
+        amps = ", ".join(f"{k} {a:.2f}" for k, a in m["qrs_amplitude_mv"].items())
         lines.append(f"  QRS amplitude (mV, peak to peak): {amps}")
+    lines.append(f"  leads used: {', '.join(m['leads_used']) or 'none'}")
     if result["fs"] < 250:
         lines.append(
             f"  (a {result['fs']:g} Hz record: intervals resolved to {1000 / result['fs']:g} ms)"
