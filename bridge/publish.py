@@ -54,7 +54,8 @@ class Publisher:
 
     ``broker_url`` None keeps everything in the spool (sent by a later run that
     has a broker). ``max_spool`` bounds the spool (see :mod:`bridge._spool` for
-    the policy: quality evicted first, alerts never dropped). ``window`` is the
+    the policy: quality evicted first, alerts never dropped; ``max_spool_bytes``
+    limits its file size, a full disk reads alike). ``window`` is the
     number of messages handed to paho and not yet acknowledged.
     """
 
@@ -70,6 +71,7 @@ class Publisher:
         heartbeat_s: float = 30.0,
         publish_frames: bool = False,
         max_spool: int = 100_000,
+        max_spool_bytes: int | None = None,
         client_id: str | None = None,
         bundle_sha256: str | None = None,
         agent_version: str = AGENT_VERSION,
@@ -117,7 +119,7 @@ class Publisher:
             self._client.on_disconnect = self._on_disconnect
             self._client.on_publish = self._on_publish
             self._client.on_message = self._on_status
-        self._spool = Spool(spool_path, max_spool)
+        self._spool = Spool(spool_path, max_spool, max_spool_bytes)
         self._shelf = StripShelf(spool_path, keep_strips)  # strips left retained
         self.on_ack = on_ack  # called with each bridge.wave.Ack for this device
         self._live: collections.deque[bytes] = collections.deque(maxlen=64)
@@ -266,9 +268,15 @@ class Publisher:
             "connected": self._connected.is_set(),
             "evicted": self._spool.evicted,
             "over_bound": self._spool.over_bound,
+            "in_memory": self._spool.in_memory,
             "last_error": self._last_error,
             "collision": self.collision,
         }
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the spool could not store everything (disk or size limit full), or None."""
+        return self._spool.storage_problem
 
     def __enter__(self) -> Publisher:
         return self.start()

@@ -44,6 +44,12 @@ _SPOOL = typer.Option(
     help="Alert spool (sqlite); default <device-id>.db in the state directory "
     "($ECG_EDGE_STATE_DIR, else $XDG_STATE_HOME/ecg-edge, i.e. ~/.local/state/ecg-edge).",
 )
+_SPOOL_MAX = typer.Option(
+    None,
+    "--spool-max-mb",
+    help="Largest spool file in MB (default: the disk); when full, quality events are "
+    "dropped first, alerts never (a technical alert says so).",
+)
 _CA = typer.Option(None, "--ca-file", help="CA certificate for mqtts://.")
 _CERT = typer.Option(None, "--cert-file", help="Client certificate for mqtts://.")
 _KEY = typer.Option(None, "--key-file", help="Client key for mqtts://.")
@@ -226,7 +232,10 @@ def _open_bundle(bundle: Path | None, trusted_keys=(), allow_unsigned: bool = Fa
     return open_verified(bundle, trusted_keys, allow_unsigned, warn=_stderr)
 
 
-def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle, heartbeat_s):
+def _publisher(
+    broker, device_id, spool, ca_file, cert_file, key_file, frames, bundle, heartbeat_s,
+    spool_max_mb=None,
+):  # fmt: skip
     if broker is None:
         return None
     from bridge._state import state_file
@@ -245,6 +254,7 @@ def _publisher(broker, device_id, spool, ca_file, cert_file, key_file, frames, b
         heartbeat_s=heartbeat_s,
         bundle_sha256=bundle.sha256,
         on_ack=_log_ack,
+        max_spool_bytes=None if spool_max_mb is None else int(spool_max_mb * 1e6),
     ).start()
 
 
@@ -292,6 +302,10 @@ def _run_agent(source, bundle, *, as_json, publisher, reload=None, **agent_kw) -
         reloader = Reloader(agent, log=_stderr, notifier=notifier, **reload)
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reloader.request())
         write_pidfile(agent.device_id)
+    if publisher is not None:  # a full disk or spool: one technical alert says so
+        from edge.reload import watch_storage
+
+        watch_storage(agent, publisher, _stderr)
     if demo_notice(bundle):
         _stderr(demo_notice(bundle))
     notifier.ready(f"streaming with bundle {bundle.sha256[:12]}")
@@ -332,6 +346,7 @@ def replay(
     broker: str | None = _BROKER,
     device_id: str = _DEVICE_ID,
     spool: Path | None = _SPOOL,
+    spool_max_mb: float | None = _SPOOL_MAX,
     ca_file: Path | None = _CA,
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
@@ -377,6 +392,7 @@ def run(
     broker: str | None = _BROKER,
     device_id: str = _DEVICE_ID,
     spool: Path | None = _SPOOL,
+    spool_max_mb: float | None = _SPOOL_MAX,
     ca_file: Path | None = _CA,
     cert_file: Path | None = _CERT,
     key_file: Path | None = _KEY,
@@ -408,7 +424,7 @@ def run(
 _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
     "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
-    "trusted_keys", "allow_unsigned", "live",
+    "trusted_keys", "allow_unsigned", "live", "spool_max_mb",
 )  # fmt: skip
 
 
@@ -419,14 +435,16 @@ def _agent_options(options: dict) -> dict:
 
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
-             heartbeat_s, max_fill_s, trusted_keys, allow_unsigned, live) -> None:  # fmt: skip
+             heartbeat_s, max_fill_s, trusted_keys, allow_unsigned, live,
+             spool_max_mb) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
     b = _open_bundle(bundle, trusted_keys, allow_unsigned)
     source = make_source()
     pub = _publisher(
-        broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s
-    )
+        broker, device_id, spool, ca_file, cert_file, key_file, publish_frames, b, heartbeat_s,
+        spool_max_mb=spool_max_mb,
+    )  # fmt: skip
     code = _run_agent(
         source,
         b,

@@ -6,7 +6,7 @@ Each key is named after its command-line flag (``--hop-s`` is ``hop_s``,
     [source]  device, baud, protocol, fs, lsb_uv (run); records, speed, loop (replay)
     [model]   bundle, precision, threads, trusted_key, allow_unsigned
     [stream]  hop_s, confirm, max_fill_s
-    [mqtt]    broker, device_id, spool, ca_file, cert_file, key_file,
+    [mqtt]    broker, device_id, spool, spool_max_mb, ca_file, cert_file, key_file,
               publish_frames, live, heartbeat_s
     [output]  json
 
@@ -104,6 +104,8 @@ KEYS: tuple[Key, ...] = (
     Key("mqtt", "broker", "str", "MQTT broker URL (mqtt://host:1883, mqtts://...)"),
     Key("mqtt", "device_id", "str", "device id in topics and payloads"),
     Key("mqtt", "spool", "path", "alert spool (sqlite)"),
+    Key("mqtt", "spool_max_mb", "number", "largest spool file, MB (quality dropped first)",
+        low=0, low_open=True),
     Key("mqtt", "ca_file", "path", "CA certificate for mqtts://", must_exist=True),
     Key("mqtt", "cert_file", "path", "client certificate for mqtts://", must_exist=True),
     Key("mqtt", "key_file", "path", "client key for mqtts://", must_exist=True, private=True),

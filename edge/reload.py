@@ -174,8 +174,8 @@ class Reloader:
             return reason
 
 
-def technical_alert(agent, reason: str) -> None:
-    """Emit (sink and publisher) a technical alert about the device's model, now."""
+def technical_alert(agent, reason: str, condition: str = "bundle_rejected") -> None:
+    """Emit (sink and publisher) a technical alert about the device itself, now."""
     from bridge.schema import Alert, Quality
 
     with getattr(agent, "_lock", None) or contextlib.nullcontext():  # vs. the stream thread
@@ -190,7 +190,7 @@ def technical_alert(agent, reason: str) -> None:
             latency_ms=0.0,
             kind="technical",
             priority="low",
-            condition="bundle_rejected",
+            condition=condition,
             reason=reason,
             record=agent._record,
         )
@@ -276,3 +276,19 @@ def signal_reload(device_id: str, pid: int | None = None) -> int:
     except PermissionError:
         raise SourceError(f"not allowed to signal process {pid} (run as its user)") from None
     return pid
+
+
+def watch_storage(agent, publisher, log: Callable[[str], None], every_s: float = 2.0) -> None:
+    """Raise one technical alert (``storage_full``) when the publisher's spool cannot store
+    everything (full disk or ``--spool-max-mb``); a daemon thread polls it."""
+
+    def run() -> None:
+        while not agent.stopping:
+            problem = getattr(publisher, "storage_problem", None)
+            if problem:
+                log(f"warning: {problem}")
+                technical_alert(agent, problem, condition="storage_full")
+                return
+            time.sleep(every_s)
+
+    threading.Thread(target=run, name="storage-watch", daemon=True).start()
