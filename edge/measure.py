@@ -129,6 +129,68 @@ def median_measurements(beats: list[dict]) -> dict:
     return out
 
 
+METHOD = "median over the beats; global onsets and offsets over the leads used (edge.delineate)"
+
+
+class Measurer:
+    """The agent's stage: delineates every beat of the stream and keeps its measurements.
+
+    ``push(x, r_peaks)`` with the preprocessed 500 Hz chunk and the R peaks the
+    beat detector reported with it; :meth:`span` gives the ``measurements``
+    object (ecg-edge/alert/2, frame events, the status heartbeat) of the beats
+    whose R lies in [start, end): median over them, or None without a beat.
+    A beat is measured ``delay_s`` (0.7 s) after its R peak.
+    """
+
+    def __init__(self, leads: tuple[str, ...], fs: float = 500.0, keep_s: float = 60.0) -> None:
+        self.leads = tuple(leads)
+        self.fs = fs
+        self._delineator = Delineator(fs, len(self.leads))
+        self._keep = int(keep_s * fs)
+        self._beats: list[tuple[int, dict, tuple[int, ...]]] = []
+
+    @property
+    def delay_s(self) -> float:
+        return self._delineator.delay_s
+
+    def reset(self) -> None:
+        self._delineator.reset()
+        self._beats = []
+
+    def push(self, x: np.ndarray, r_peaks=()) -> int:
+        """Feed a chunk and its new R peaks; return how many beats were measured."""
+        done = self._delineator.push(x, r_peaks)
+        for b in done:
+            self._beats.append((b.r, beat_measurements(b, self.fs, self.leads), b.leads_used))
+        if self._beats:
+            last = self._beats[-1][0]
+            self._beats = [b for b in self._beats if b[0] >= last - self._keep]
+        return len(done)
+
+    def span(self, start: int, end: int) -> dict | None:
+        """``measurements`` of the beats with R in [start, end) (stream samples), or None."""
+        beats = [b for b in self._beats if start <= b[0] < end]
+        if not beats:
+            return None
+        m = median_measurements([b[1] for b in beats])
+        amps = m.get("qrs_amplitude_mv")
+        m["qrs_amplitude_mv"] = (
+            None if amps is None else {n: a for n, a in zip(self.leads, amps) if a is not None}
+        )
+        used = sorted({i for b in beats for i in b[2]})
+        m["leads_used"] = [self.leads[i] for i in used]
+        m["start_sample"], m["end_sample"] = beats[0][0], beats[-1][0]
+        m["method"] = METHOD
+        return m
+
+    def recent(self, seconds: float = 10.0) -> dict | None:
+        """``measurements`` of the beats of the last ``seconds`` measured."""
+        if not self._beats:
+            return None
+        last = self._beats[-1][0]
+        return self.span(last - int(seconds * self.fs) + 1, last + 1)
+
+
 def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], float]:
     """Beats and waves of a whole record (n_leads, n) mV at ``fs``, the agent's way.
 

@@ -227,3 +227,31 @@ class TestMeasureCli:
             timeout=120,
         )
         assert p.returncode != 0 and "no lead 'X9'" in p.stderr and "Traceback" not in p.stderr
+
+
+class TestMeasurementsInTheAlert:
+    def test_measurer_fills_a_valid_alert(self, lu0001):
+        from bridge.schema import Alert, PayloadError, parse, sample_alert, validate
+        from edge.measure import Measurer
+        from edge.sources import LEADS
+
+        x, r = lu0001
+        m = Measurer(LEADS)
+        for k in range(0, x.shape[1], 500):  # chunks of 1 s, R peaks as they come
+            m.push(x[:, k : k + 500], [p for p in r if k <= p < k + 500])
+        got = m.span(0, x.shape[1])
+        assert got is not None and got["n_beats"] >= 6
+        assert 80 <= got["qrs_ms"] <= 160 and got["leads_used"][0] == "I"
+        assert m.span(10**6, 10**6 + 10) is None
+        alert = sample_alert()
+        d = alert.to_json()
+        d["measurements"] = got
+        validate(d)
+        back = parse(d)
+        assert isinstance(back, Alert) and back.measurements == got
+        bad = dict(d, measurements={**got, "qrs_ms": -5.0})
+        with pytest.raises(PayloadError, match="qrs_ms"):
+            validate(bad)
+        with pytest.raises(PayloadError, match="qrs_width"):
+            validate(dict(d, measurements={**got, "qrs_width": 1.0}))  # not a member
+        assert m.recent(10.0)["n_beats"] >= 6
