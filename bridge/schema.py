@@ -549,6 +549,7 @@ class FrameScores:
     positives: tuple[str, ...] = ()
     record: str | None = None
     emitted_at: str = field(default_factory=utc_now)
+    bundle_sha256: str | None = None  # the bundle that scored the frame (optional in /1)
 
     SCHEMA = "ecg-edge/frame/1"
 
@@ -570,6 +571,7 @@ class FrameScores:
             "positives": pos,
             "record": self.record,
             "emitted_at": self.emitted_at,
+            **({"bundle_sha256": self.bundle_sha256} if self.bundle_sha256 else {}),
         }
 
     @classmethod
@@ -582,6 +584,7 @@ class FrameScores:
             positives=tuple(data["positives"]),
             record=data["record"],
             emitted_at=data["emitted_at"],
+            bundle_sha256=data.get("bundle_sha256"),
         )
 
 

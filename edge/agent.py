@@ -467,6 +467,7 @@ class Agent:
                 scores=event["scores"],
                 positives=tuple(event["positives"]),
                 record=chunk.record,
+                bundle_sha256=self.bundle.sha256,
             )
         self._emit(event, payload, "frame")
 
