@@ -142,12 +142,20 @@ class Measurer:
     A beat is measured ``delay_s`` (0.7 s) after its R peak.
     """
 
-    def __init__(self, leads: tuple[str, ...], fs: float = 500.0, keep_s: float = 60.0) -> None:
+    def __init__(
+        self, leads: tuple[str, ...], start: int = 0, fs: float = 500.0, keep_s: float = 60.0
+    ) -> None:
         self.leads = tuple(leads)
         self.fs = fs
+        self.start = int(start)
         self._delineator = Delineator(fs, len(self.leads))
         self._keep = int(keep_s * fs)
         self._beats: list[tuple[int, dict, tuple[int, ...]]] = []
+
+    def restart(self, start: int) -> None:
+        """A new stream segment from stream sample ``start`` (the filters restarted)."""
+        self.start = int(start)
+        self._delineator.reset()
 
     @property
     def delay_s(self) -> float:
@@ -158,10 +166,11 @@ class Measurer:
         self._beats = []
 
     def push(self, x: np.ndarray, r_peaks=()) -> int:
-        """Feed a chunk and its new R peaks; return how many beats were measured."""
-        done = self._delineator.push(x, r_peaks)
+        """Feed a chunk and its new R peaks (stream samples); return the beats measured."""
+        done = self._delineator.push(x, [r - self.start for r in r_peaks])
         for b in done:
-            self._beats.append((b.r, beat_measurements(b, self.fs, self.leads), b.leads_used))
+            m = beat_measurements(b, self.fs, self.leads)
+            self._beats.append((self.start + b.r, m, b.leads_used))
         if self._beats:
             last = self._beats[-1][0]
             self._beats = [b for b in self._beats if b[0] >= last - self._keep]
