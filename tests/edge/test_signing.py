@@ -136,3 +136,22 @@ class TestCommands:
 
 
 # ruff: noqa: F811  (pytest fixtures imported from agent_fixtures)
+
+
+class TestDeployCommands:
+    def test_install_refuses_an_untrusted_bundle(self, tmp_path, bundle_copy, keypair):
+        priv, _ = keypair
+        sign_bundle(bundle_copy, load_private_key(priv))
+        p = run_cli("install", str(bundle_copy), str(tmp_path / "current"))
+        assert p.returncode == 2 and not (tmp_path / "current").exists()
+        assert "does not verify with any trusted key" in p.stderr
+
+    def test_run_without_a_device_and_reload_without_an_agent(self, tmp_path):
+        p = run_cli("run", "--json")
+        assert p.returncode == 2 and p.stdout == ""
+        assert (
+            p.stderr.strip()
+            == "error: no serial device: give --device, or device = ... in [source]"
+        )
+        r = run_cli("reload", "--device-id", "bed-404", env={"ECG_EDGE_STATE_DIR": str(tmp_path)})
+        assert r.returncode == 2 and "no running agent for device 'bed-404'" in r.stderr
