@@ -239,6 +239,14 @@ def sign_bundle(folder: str | Path, private_key, *, self_test: bool = True) -> P
         tmp.write_text(json.dumps(m.to_json(), indent=2) + "\n")
         os.replace(tmp, p / MANIFEST)
         load_bundle(p)
+    elif self_test:  # a reference carried over from another extractor would vouch for nothing
+        from edge.classify import Classifier
+        from edge.reload import run_self_test
+
+        for precision in ("int8", "fp32"):
+            why = run_self_test(bundle, Classifier(bundle, precision), precision)
+            if why is not None:
+                raise BundleError(f"not signing {p}: {why} (remove self_test from the manifest)")
     message = (p / MANIFEST).read_bytes()
     raw = private_key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
