@@ -52,6 +52,50 @@ log = logging.getLogger("bridge.forward")
 SNOMED = "http://snomed.info/sct"
 ALERT_ID_SYSTEM = "urn:ecg-edge:alert-id"
 DEVICE_SYSTEM = "urn:ecg-edge:device-id"
+LOINC = "http://loinc.org"
+MDC = "urn:iso:std:iso:11073:10101"
+# The alert's measurements as Observation components: (member, system, code, display, UCUM
+# unit). LOINC's EKG codes; the MDC global durations of ISO/IEEE 11073-10101 (DICOM CID
+# 3689, context-free code = 2 * 65536 + term code) where LOINC has none we could rely on.
+MEASUREMENT_CODES = (
+    ("hr_bpm", LOINC, "8867-4", "Heart rate", "/min"),
+    ("rr_ms", MDC, "147072", "RR time period, global", "ms"),
+    ("p_ms", MDC, "147256", "P duration, global", "ms"),
+    ("pr_ms", LOINC, "8625-6", "P-R Interval", "ms"),
+    ("qrs_ms", LOINC, "8633-0", "QRS duration", "ms"),
+    ("qt_ms", LOINC, "8634-8", "Q-T interval", "ms"),
+    ("qtc_bazett_ms", LOINC, "8636-3", "Q-T interval corrected (Bazett)", "ms"),
+    ("qtc_fridericia_ms", LOINC, "8636-3", "Q-T interval corrected (Fridericia)", "ms"),
+    ("axis_p_deg", LOINC, "8626-4", "P wave axis", "deg"),
+    ("axis_qrs_deg", LOINC, "8632-2", "QRS axis", "deg"),
+    ("axis_t_deg", LOINC, "8638-9", "T wave axis", "deg"),
+)
+
+
+def measurement_components(measurements: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The alert's measurements (median over the frame's beats) as Observation components."""
+    out: list[dict[str, Any]] = []
+    for key, system, code, display, unit in MEASUREMENT_CODES:
+        value = (measurements or {}).get(key)
+        if value is None:  # absent wave: no component, never 0
+            continue
+        out.append(
+            {
+                "code": {
+                    "coding": [{"system": system, "code": code, "display": display}],
+                    "text": display,
+                },
+                "valueQuantity": {
+                    "value": value,
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit,
+                },
+            }
+        )
+    return out
+
+
 KEEP_DELIVERED = 10_000
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 OUTBOX_WARN_FRACTION = 0.8
@@ -122,7 +166,8 @@ def fhir_observations(alert: Alert) -> list[dict[str, Any]]:
     ``code`` is the finding as a SNOMED CT coding; ``valueBoolean`` is True at
     onset and False when cleared; ``effectivePeriod`` is the frame (UTC),
     ``issued`` the emission time; ``device`` names the device by identifier;
-    score and threshold are components; the identifier is
+    score and threshold are components, and so are the alert's measurements
+    (PR, QRS, QT, QTc, axes ...: :func:`measurement_components`); the identifier is
     ``urn:ecg-edge:alert-id|<alert_id>-<code>``.
     """
     out = []
@@ -160,6 +205,7 @@ def fhir_observations(alert: Alert) -> list[dict[str, Any]]:
                         "code": {"text": "threshold"},
                         "valueQuantity": {"value": f.threshold, "unit": "1"},
                     },
+                    *measurement_components(alert.measurements),
                 ],
                 "note": [
                     {

@@ -102,6 +102,24 @@ class Listener:
         return Received(kind, device, topic, message)
 
 
+def _measured(m: dict | None) -> str:
+    """`` | PR 236 ms, QRS 98 ms, QTc 441 ms, axis -35°`` from an alert's measurements."""
+    if not m:
+        return ""
+    parts = [
+        f"{name} {m[key]:.0f}{unit}"
+        for name, key, unit in (
+            ("PR", "pr_ms", " ms"),
+            ("QRS", "qrs_ms", " ms"),
+            ("QT", "qt_ms", " ms"),
+            ("QTc", "qtc_bazett_ms", " ms"),
+            ("axis", "axis_qrs_deg", "°"),
+        )
+        if m.get(key) is not None
+    ]
+    return " | " + ", ".join(parts) if parts else ""
+
+
 def format_line(item: Received) -> str:
     """One readable line for a received message."""
     m = item.message
@@ -116,6 +134,7 @@ def format_line(item: Received) -> str:
         q = "ok" if m.quality.ok else "poor: " + "; ".join(m.quality.reasons)
         rec = f" record {m.record}" if m.record else ""
         hr = f" | HR {m.heart_rate.bpm:g} bpm" if m.heart_rate.bpm is not None else ""
+        hr += _measured(m.measurements)
         at = m.onset_sample if m.event == "onset" else m.cleared_sample
         return (
             f"{m.emitted_at} {m.device_id} {m.priority.upper()} {m.kind.upper()} "

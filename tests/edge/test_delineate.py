@@ -255,3 +255,29 @@ class TestMeasurementsInTheAlert:
         with pytest.raises(PayloadError, match="qrs_width"):
             validate(dict(d, measurements={**got, "qrs_width": 1.0}))  # not a member
         assert m.recent(10.0)["n_beats"] >= 6
+
+    def test_listen_line_and_fhir_components(self, lu0001):
+        import dataclasses
+
+        from bridge.forward import fhir_observations
+        from bridge.listen import Received, format_line
+        from bridge.schema import sample_alert
+        from edge.measure import Measurer
+        from edge.sources import LEADS
+
+        x, r = lu0001
+        m = Measurer(LEADS)
+        m.push(x, r)
+        got = m.span(0, x.shape[1])
+        got["pr_ms"] = 236.0
+        got["axis_p_deg"] = None  # absent: no component
+        alert = dataclasses.replace(sample_alert(), measurements=got)
+        line = format_line(Received("alert", alert.device_id, "ecg/x/alerts", alert))
+        assert "PR 236 ms" in line and f"QRS {got['qrs_ms']:.0f} ms" in line
+        obs = fhir_observations(alert)[0]
+        codes = {
+            c["code"]["coding"][0]["code"]: c for c in obs["component"] if "coding" in c["code"]
+        }
+        assert codes["8625-6"]["valueQuantity"]["value"] == 236.0
+        assert codes["8633-0"]["valueQuantity"]["unit"] == "ms"
+        assert "8626-4" not in codes  # the absent P axis
