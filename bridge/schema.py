@@ -635,6 +635,6 @@ def sample_alarm(
         reason="no beat for 5.0 s (limit 4.0 s)",
         onset_sample=10500,
         cleared_sample=12000 if cleared else None,
-        heart_rate=HeartRate(None, "mean of the last 8 R-R intervals, updated every beat"),
+        heart_rate=HeartRate(None, "median of the last 8 R-R intervals, updated every second"),
         **extra,
     )

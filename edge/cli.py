@@ -491,6 +491,22 @@ def simulate_device(
 
 
 @app.command()
+def beats(
+    record: Path = typer.Argument(..., help="WFDB record (name, .hea, .mat or .dat)."),
+    lead: str | None = typer.Option(None, "--lead", help="Lead name (default II, else the first)."),
+    multi_lead: bool = typer.Option(
+        False, "--multi-lead", help="Detect on every lead of the record, as the agent does."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Print the R peaks of a record, as sample indices at the record's own rate."""
+    from edge.beats import format_beats, record_beats
+
+    result = record_beats(record, lead, multi_lead)
+    print(json.dumps(result) if as_json else format_beats(result))
+
+
+@app.command()
 def measure(
     record: Path = typer.Argument(..., help="WFDB record (name, .hea, .mat or .dat)."),
     lead: str | None = typer.Option(

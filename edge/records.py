@@ -301,3 +301,20 @@ def find_records(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Path]
         else:
             raise RecordError(str(p), "no such record or folder")
     return list(dict.fromkeys(out))
+
+
+def read_signals(path: str | Path) -> tuple[Header, np.ndarray]:
+    """Every signal of a record, any number and names of leads: (n_sig, n_samples) float32 mV.
+
+    In the header's order (``header.signals[i].name`` names row ``i``); for
+    tools that work on one lead of any record (``ecg-edge beats``).
+    """
+    header = read_header(path)
+    digital = _read_digital(header)
+    gain = np.array([s.gain for s in header.signals], dtype=np.float64)[:, None]
+    base = np.array([s.baseline for s in header.signals], dtype=np.float64)[:, None]
+    scale = np.array([s.unit_scale for s in header.signals], dtype=np.float64)[:, None]
+    signal = ((digital.astype(np.float64) - base) / gain * scale).astype(np.float32)
+    if not np.all(np.isfinite(signal)):
+        raise RecordError(header.name, "signal contains NaN or infinite values")
+    return header, signal

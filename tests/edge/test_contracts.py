@@ -19,13 +19,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.alarms import Monitor
 from edge.alerts import AlertTracker
+from edge.beats import BeatDetector
 from edge.classify import Classification
 from edge.dsp import Preprocessor
 from edge.framer import Frame, Framer
 from edge.quality import QualityChecker
+from edge.records import read_record
 from edge.replay import ReplaySource
-from edge.sources import N_LEADS
+from edge.sources import LEADS, N_LEADS
 
 
 def _split(x: np.ndarray, cuts: list[int]) -> list[np.ndarray]:
@@ -80,6 +83,34 @@ def _replay_run(stage, _x, cuts):
     return np.concatenate([c.samples for c in stage.chunks()], axis=1)
 
 
+_ECG: list[np.ndarray] = []
+
+
+def _ecg(seed: int) -> np.ndarray:
+    """A real record, preprocessed, 9000 samples at 500 Hz, a flat line from 5000, + noise."""
+    if not _ECG:
+        from pathlib import Path
+
+        from edge.dsp import preprocess
+
+        root = Path(__file__).resolve().parents[2] / "edge" / "samples" / "ptb-xl" / "HR00001"
+        _ECG.append(preprocess(read_record(root).signal, 500.0))
+    x = np.zeros((N_LEADS, 9000), np.float32)
+    x[:, :5000] = _ECG[0][:, :5000]
+    rng = np.random.default_rng(seed)
+    return (x + rng.normal(0, 0.01, x.shape)).astype(np.float32)
+
+
+def _beats_run(stage, x, cuts):
+    beats = [b for c in _split(x, cuts) for b in stage.push(c)] + stage.flush()
+    return [(b.sample, b.rr_samples, b.searchback) for b in beats]
+
+
+def _monitor_run(stage, x, cuts):
+    events = [e for c in _split(x, cuts) for e in stage.push(c)]
+    return [vars(e) for e in events] + [stage.beats, stage.close()]
+
+
 @dataclass
 class Adapter:
     name: str
@@ -102,6 +133,8 @@ ADAPTERS = [
     Adapter("Framer", lambda: Framer(1000, 4000), lambda s: _signal(s, 9100), _framer_run, True),
     Adapter("QualityChecker", QualityChecker, _quality_data, _quality_run, False),
     Adapter("AlertTracker", lambda: AlertTracker(CODES, "b", 2), _alert_data, _alert_run, False),
+    Adapter("BeatDetector", BeatDetector, _ecg, _beats_run, True),
+    Adapter("Monitor", lambda: Monitor(LEADS), _ecg, _monitor_run, True, lambda s: s.reset()),
     Adapter("ReplaySource", _replay_make, lambda s: None, _replay_run, False, lambda s: None),
 ]
 

@@ -1,0 +1,94 @@
+"""Fast alarms on real records made abnormal, and on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.alarms import AlarmConfig, Monitor, Priority, RateAlarm
+from edge.dsp import preprocess
+from edge.records import read_record
+from edge.sources import LEADS
+
+
+def _run(signal: np.ndarray, fs: float, chunk: int = 173) -> tuple[list, Monitor]:
+    x = preprocess(signal, fs)
+    mon = Monitor(LEADS)
+    events = [e for i in range(0, x.shape[1], chunk) for e in mon.push(x[:, i : i + chunk])]
+    return events, mon
+
+
+def _noise(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.015, shape).astype(np.float32)
+
+
+class TestAsystole:
+    def test_flat_line_alarms_within_6_s_then_clears(self, samples_dir: Path) -> None:
+        rec = read_record(samples_dir / "cpsc2018" / "A0001")
+        k = 3000  # 6 s at 500 Hz (the record has 15 s)
+        sig = rec.signal.copy()
+        sig[:, k : 2 * k] = sig[:, k - 1 : k] + _noise((12, k))  # 6 s of flat line + noise
+        events, mon = _run(sig, rec.fs)
+        on = [e for e in events if e.condition == "asystole" and e.event == "onset"]
+        off = [e for e in events if e.condition == "asystole" and e.event == "cleared"]
+        assert len(on) == 1 and len(off) == 1
+        last = max(b for b in mon.beats if b < k)
+        assert on[0].priority is Priority.HIGH and on[0].kind == "physiological"
+        assert 4.0 <= (on[0].onset_sample - last) / 500 <= 6.0
+        assert on[0].onset_sample % 500 == 0  # evaluated on whole seconds of stream time
+        assert off[0].onset_sample == on[0].onset_sample and off[0].sample > 2 * k
+        assert on[0].heart_rate is None
+
+    def test_no_asystole_when_every_lead_is_off(self) -> None:
+        events, _ = _run(np.zeros((12, 6000), np.float32), 500.0)
+        conditions = {(e.condition, e.event) for e in events}
+        assert ("asystole", "onset") not in conditions
+        off = [e for e in events if e.condition == "lead_off"]
+        assert off[0].priority is Priority.MEDIUM and len(off[0].leads) == 12
+
+    def test_too_short_record(self) -> None:
+        events, mon = _run(np.zeros((12, 200), np.float32) + 0.1, 500.0)
+        assert events == [] and mon.close() == []
+
+    def test_paced_records_no_asystole(self, shared_data: Path) -> None:
+        for name in ("LU0074", "LU0104", "LU0111"):
+            rec = read_record(shared_data / "ludb" / name)
+            events, mon = _run(rec.signal, rec.fs)
+            assert not [e for e in events if e.condition == "asystole"], name
+            assert len(mon.beats) >= 8
+
+
+class TestRate:
+    def test_spliced_tachycardia_alarms(self, samples_dir: Path) -> None:
+        rec = read_record(samples_dir / "cpsc2018" / "A0001")
+        _, mon = _run(rec.signal, rec.fs)
+        w = round(rec.fs / 3)  # 180 beats/min
+        beats = [b for b in mon.beats if 0.35 * w < b < rec.signal.shape[1] - w]
+        cuts = [rec.signal[:, round(b - 0.35 * w) : round(b - 0.35 * w) + w] for b in beats]
+        fast = np.concatenate(cuts * 3, axis=1)[:, : 10 * 500]
+        sig = np.concatenate(
+            [rec.signal[:, :3000], fast - fast[:, :1] + rec.signal[:, 2999:3000]], 1
+        )
+        events, _ = _run(sig, rec.fs)
+        on = [e for e in events if e.condition == "extreme_tachycardia" and e.event == "onset"]
+        assert len(on) == 1 and on[0].priority is Priority.HIGH
+        assert 0 < (on[0].onset_sample - 3000) / 500 <= 8.0
+        assert on[0].heart_rate > 160
+        medium = [e for e in events if e.condition == "high_heart_rate" and e.event == "onset"]
+        assert all(e.onset_sample < on[0].onset_sample for e in medium)  # not beside it
+
+    def test_confirm_and_hysteresis(self) -> None:
+        a = RateAlarm("high_heart_rate", Priority.MEDIUM, 120, 160, confirm=2, hysteresis=5)
+        assert a.push(500, 130, (0, 500)) == []
+        (on,) = a.push(1000, 131, (500, 1000))
+        assert on.event == "onset" and on.onset_sample == 1000
+        assert a.push(1500, 118, (1000, 1500)) == [] and a.push(2000, 117, (1500, 2000)) == []
+        assert a.push(2500, 110, (2000, 2500)) == []
+        (off,) = a.push(3000, None, (2500, 3000))
+        assert off.event == "cleared" and off.onset_sample == 1000 and off.sample == 3000
+
+    def test_limits_checked(self) -> None:
+        with pytest.raises(ValueError, match="limits"):
+            AlarmConfig(high_heart_rate_bpm=200.0)
