@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.alarms import AlarmConfig, AlarmEvent, Monitor
 from edge.alerts import AlertEvent, AlertTracker
+from edge.beats import HR_METHOD
 from edge.bundle import Bundle
 from edge.classify import Classification, Classifier
 from edge.dsp import Preprocessor, preprocess
@@ -50,7 +52,7 @@ from edge.errors import check_int, check_positive, invalid
 from edge.framer import Frame, Framer, record_frames
 from edge.quality import QualityChecker, QualityConfig, QualityReport
 from edge.records import Record
-from edge.sources import N_LEADS, Chunk, SampleSource
+from edge.sources import LEADS, N_LEADS, Chunk, SampleSource
 
 Event = dict[str, Any]
 _BATCH = 16
@@ -94,6 +96,7 @@ class AgentSummary:
     frames: int = 0
     quality_failures: int = 0
     alerts: int = 0
+    alarms: int = 0
     gaps: int = 0
     filled_gaps: int = 0
     filled_samples: int = 0
@@ -134,6 +137,7 @@ class Agent:
         max_fill_s: float = 0.1,
         live: bool = False,
         status_s: float = 30.0,
+        alarms: AlarmConfig | None = None,
     ) -> None:
         from bridge.topics import check_device_id
 
@@ -172,6 +176,11 @@ class Agent:
         self.status_s = float(check_positive("status_s", status_s))
         self._next_status = 0.0  # monotonic time of the next heartbeat status event
         self._next_counters = 0.0  # ... of the next counters update to the publisher
+        # fast alarms (edge.alarms): beats, heart rate, asystole, rate limits, lead off...
+        self.alarm_config = alarms or AlarmConfig()
+        self.monitor: Monitor | None = None
+        self._lock = threading.RLock()  # process() and the no-signal watchdog
+        self._last_chunk_at = time.monotonic()
 
     # ---------------------------------------------------------------- control
 
@@ -203,20 +212,37 @@ class Agent:
         t0 = time.monotonic()
         self._next_status = t0 + self.status_s
         self._status("online")
+        done = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(done,), daemon=True)
+        self._last_chunk_at = time.monotonic()
+        watchdog.start()
         try:
             for chunk in source.chunks():
-                self.process(chunk)
+                with self._lock:
+                    self.process(chunk)
                 if self._stop.is_set():
                     break
             else:
                 self.end_segment()
         finally:
+            done.set()
+            watchdog.join()
             source.close()
             self.summary.stopped = self._stop.is_set()
             self.summary.standing = self.tracker.close() or self.summary.standing
             self.summary.seconds = time.monotonic() - t0
             self._status("offline")
         return self.summary
+
+    def _watch(self, done: threading.Event) -> None:
+        """The no-signal alarm: a thread that looks, twice a second, how long ago the last
+        chunk arrived (a silent serial device yields nothing to the stream)."""
+        while not done.wait(0.5):
+            with self._lock:
+                if self.monitor is not None:
+                    silent = time.monotonic() - self._last_chunk_at
+                    for ev in self.monitor.silent(silent):
+                        self._alarm_event(ev, time.monotonic(), self._record)
 
     # ------------------------------------------------------------------ steps
 
@@ -252,6 +278,9 @@ class Agent:
         if self.evidence is not None:
             for wave in self.evidence.push(filtered, self._framer.next_sample, chunk.received_at):
                 self.publisher.publish_live(wave)
+        self._last_chunk_at = time.monotonic()
+        for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
+            self._alarm_event(ev, chunk.received_at, chunk.record)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
@@ -271,6 +300,9 @@ class Agent:
             "gaps": s.gaps,
             "filled_gaps": s.filled_gaps,
             "filled_samples": s.filled_samples,
+            "alarms": s.alarms,
+            "heart_rate": self.heart_rate(),
+            "standing_alarms": [] if self.monitor is None else self.monitor.standing(),
         }
         stats = getattr(self._source, "stats", None)
         if stats is not None and dataclasses.is_dataclass(stats):
@@ -298,6 +330,9 @@ class Agent:
         self._pre = None
         if last is not None or self._record is not None:
             standing = self.tracker.close()
+            if self.monitor is not None:  # the alarms close with the record, as the findings
+                standing += tuple(self.monitor.close())
+                self.monitor = None
             if standing or last is not None:
                 self.summary.standing = standing
 
@@ -365,6 +400,10 @@ class Agent:
             begin = min(self._framer.next_sample, end500 - 1)
             self._quality_event(begin, end500, (reason,), (), chunk.received_at, chunk.record)
         self._pre = Preprocessor(chunk.fs, self.config)
+        if self.monitor is None:
+            self.monitor = Monitor(LEADS, start500, self.alarm_config, self.config.fs)
+        else:
+            self.monitor.restart(start500)
         self._fs = chunk.fs
         self._framer.reset(start500)
         self._raw_framer.reset(start500)
@@ -380,6 +419,10 @@ class Agent:
                 report = QualityReport(
                     False, (f"{share:.1f} % of the frame filled in across dropouts",), ()
                 )
+            if self.monitor is not None:
+                span = (frame.start_sample, frame.end_sample)
+                for ev in self.monitor.quality(report.ok, report.reasons, span):
+                    self._alarm_event(ev, chunk.received_at, chunk.record)
             if not report.ok:
                 self.summary.quality_failures += 1
                 self.tracker.skip(frame)
@@ -454,6 +497,7 @@ class Agent:
             "scores": c.scores_by_code(),
             "positives": list(c.positive_codes()),
             "filled": self.filled_in(frame.start_sample, frame.end_sample),
+            "heart_rate": self.heart_rate(),
             "bundle_sha256": self.bundle.sha256,
             "latency_ms": self._latency_ms(chunk.received_at),
         }
@@ -507,8 +551,42 @@ class Agent:
             bundle_sha256=self.bundle.sha256,
             latency_ms=self._latency_ms(chunk.received_at),
             record=chunk.record,
+            onset_sample=f.end_sample,
+            cleared_sample=f.end_sample if ev.event == "cleared" else None,
+            heart_rate=self.heart_rate(),
         )
         self.summary.alerts += 1
+        self._emit({"type": "alert", **alert.to_json()}, alert, "alert")
+
+    def heart_rate(self) -> dict[str, Any]:
+        """``{"bpm": float | None, "method": ...}``: the heart rate now (edge.beats)."""
+        bpm = None if self.monitor is None else self.monitor.heart_rate()
+        return {"bpm": bpm, "method": HR_METHOD}
+
+    def _alarm_event(self, ev: AlarmEvent, received_at: float, record: str | None) -> None:
+        """A fast alarm (edge.alarms) as an ``ecg-edge/alert/2`` payload, kind and priority."""
+        from bridge.schema import Alert, Quality
+
+        technical = ev.kind == "technical"
+        alert = Alert(
+            device_id=self.device_id,
+            event=ev.event,
+            findings=(),
+            frame=self._span(ev.window[0], max(ev.window[1], ev.window[0] + 1), received_at),
+            quality=Quality(not technical, (ev.reason,) if technical else (), ()),
+            bundle_sha256=None,
+            latency_ms=self._latency_ms(received_at),
+            record=record,
+            kind=ev.kind,
+            priority=ev.priority.value,
+            condition=ev.condition,
+            reason=ev.reason,
+            onset_sample=ev.onset_sample,
+            cleared_sample=ev.sample if ev.event == "cleared" else None,
+            heart_rate={"bpm": ev.heart_rate, "method": HR_METHOD},
+            leads=ev.leads,
+        )
+        self.summary.alarms += 1
         self._emit({"type": "alert", **alert.to_json()}, alert, "alert")
 
     def _status(self, state: str) -> None:

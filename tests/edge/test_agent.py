@@ -123,8 +123,14 @@ class TestAgent:
         for e in events:
             if e["type"] == "alert":
                 assert "426783006" not in [f["code"] for f in e["findings"]]
-                assert e["bundle_sha256"] == loaded_bundle.sha256
                 assert e["latency_ms"] >= 0
+                if e["kind"] == "diagnosis":
+                    assert e["bundle_sha256"] == loaded_bundle.sha256
+                    assert e["priority"] == "low"
+                else:  # a fast alarm (edge.alarms); never an asystole on these records
+                    assert e["condition"] != "asystole" and not e["findings"]
+        for e in frames:  # heart rate in every frame event, method stated
+            assert e["heart_rate"]["method"] and 40 < e["heart_rate"]["bpm"] < 200
 
     def test_gap_resets_segment_and_reports(self, loaded_bundle):
         rng = np.random.default_rng(0)
@@ -186,7 +192,13 @@ class TestAgent:
 
         events, summary = _collect({}, loaded_bundle, Src())
         assert summary.frames == 0 and summary.quality_failures == 2
-        assert not [e for e in events if e["type"] in ("frame", "alert")]
+        assert not [e for e in events if e["type"] == "frame"]
+        alerts = [e for e in events if e["type"] == "alert"]
+        assert all(e["kind"] == "technical" for e in alerts)  # no diagnosis, no asystole
+        by = {e["condition"]: e for e in alerts}
+        assert by["lead_off"]["leads"] == ["V2"] and by["lead_off"]["priority"] == "low"
+        assert by["lead_off"]["onset_sample"] == 500  # the first evaluation, after 1 s
+        assert by["poor_signal"]["priority"] == "low"
         q = [e for e in events if e["type"] == "quality"]
         assert q[0]["quality"]["bad_leads"] == ["V2"]
         assert q[0]["quality"]["reasons"] == ["flat line on V2"]
