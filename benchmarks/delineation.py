@@ -266,14 +266,83 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def cost(n_records: int = 50, repeats: int = 3) -> dict:
+    """What delineation costs: ms of CPU per second of 12-lead signal, and the agent's
+    replay throughput (seconds of signal per CPU second) with and without it. A timing
+    figure: run it on a quiet machine (not while a training runs)."""
+    import edge.agent as agent_mod
+    from edge.agent import Agent
+    from edge.bundle import load_bundle
+    from edge.replay import ReplaySource
+
+    names = [f"LU{k:04d}" for k in range(1, n_records + 1)]
+    data = []
+    for name in names:
+        rec = read_record(LUDB / f"{name}.hea")
+        x = preprocess(rec.signal, rec.fs)
+        data.append((x, _r_peaks(x)))
+    seconds = sum(x.shape[1] for x, _ in data) / 500.0
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.process_time()
+        for x, r in data:
+            ours(x, r)
+        best = min(best, time.process_time() - t)
+    beats = sum(len(r) for _, r in data)
+
+    class _Off:  # the agent without delineation
+        def __init__(self, *a, **k) -> None: ...
+        def restart(self, *a) -> None: ...
+        def push(self, *a) -> int:
+            return 0
+
+        def span(self, *a) -> None:
+            return None
+
+        def recent(self, *a) -> None:
+            return None
+
+    bundle = load_bundle()
+    paths = [LUDB / f"{n}.hea" for n in names]
+    rate = {}
+    real = agent_mod.Measurer
+    for label, cls in (("without", _Off), ("with", real)):
+        agent_mod.Measurer = cls
+        try:
+            tbest = float("inf")
+            for _ in range(repeats):
+                t = time.process_time()  # CPU seconds: one thread (onnxruntime --threads 1)
+                Agent(bundle, sink=lambda e: None).run(ReplaySource(paths, speed=None))
+                tbest = min(tbest, time.process_time() - t)
+        finally:
+            agent_mod.Measurer = real
+        rate[label] = seconds / tbest
+    return {
+        "records": len(names),
+        "signal_s": seconds,
+        "beats": beats,
+        "delineation_ms_per_signal_s": 1000.0 * best / seconds,
+        "delineation_ms_per_beat": 1000.0 * best / max(1, beats),
+        "agent_signal_s_per_s": rate,
+        "agent_throughput_loss": 1.0 - rate["with"] / rate["without"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.delineation", description=__doc__)
     ap.add_argument("--limit", type=int, default=None, help="first N records only")
     ap.add_argument("--no-neurokit", action="store_true", help="ours only (fast)")
     ap.add_argument("--tune", action="store_true", help="boundary biases on LU0001-LU0100")
+    ap.add_argument("--cost", action="store_true", help="timing: cost per second, agent rate")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     a = ap.parse_args(argv)
     names = [f"LU{k:04d}" for k in range(1, 201)][: a.limit]
+    if a.cost:
+        c = cost(a.limit or 50)
+        print(json.dumps(c, indent=1))
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "delineation_cost.json").write_text(json.dumps(c, indent=1) + "\n")
+        return 0
     if a.tune:
         cfg = DelineateConfig(bias_ms={})
         tune = [n for n in names if int(n[2:]) <= 100]

@@ -167,6 +167,13 @@ def _trapezium(x: np.ndarray, m: int, r: int) -> int:
     return int(i[np.argmax(a)])
 
 
+def _p10(v: np.ndarray) -> np.ndarray | float:
+    """10th percentile along the last axis (nearest rank below; np.partition, fast)."""
+    k = (v.shape[-1] - 1) // 10
+    out = np.partition(v, k, axis=-1)[..., k]
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def _q(values: list[int], q: float) -> int:
     """The ``q`` quantile of sample indices (an observed one: nearest rank)."""
     return int(np.quantile(np.asarray(values), q, method="nearest"))
@@ -278,7 +285,8 @@ class Delineator:
         noise = 1.4826 * np.median(np.abs(xs - xl), axis=1)  # robust: not the QRS
         # ---- global QRS from the spatial velocity
         v = np.sqrt((d[used] ** 2).sum(axis=0))
-        q_on, q_off = self._qrs(v, rc, c.qrs_edge)
+        q_on, q_off = self._qrs(v, rc, c.qrs_edge, _p10(v))
+        floors = _p10(d)
         if q_on is None:
             return self._empty(r, rr, none)
         # ---- per lead
@@ -301,7 +309,7 @@ class Delineator:
             if i not in used:
                 leads.append(none)
                 continue
-            l_on, l_off = self._qrs(d[i], rc, c.qrs_edge_lead)
+            l_on, l_off = self._qrs(d[i], rc, c.qrs_edge_lead, float(floors[i]))
             lead_on = l_on if l_on is not None else q_on
             base[i] = float(np.mean(xl[i, max(0, lead_on - s(0.030)) : max(1, lead_on - s(0.008))]))
             y = xl[i] - base[i]
@@ -392,15 +400,19 @@ class Delineator:
     def _abs(self, a: int, kind: str, k: int | None) -> int | None:
         return None if k is None else round(a + k + self._bias[kind])
 
-    def _qrs(self, v: np.ndarray, rc: int, edge: float) -> tuple[int | None, int | None]:
-        """QRS onset and offset (window samples) on a slope signal ``v`` around ``rc``."""
+    def _qrs(
+        self, v: np.ndarray, rc: int, edge: float, floor: float
+    ) -> tuple[int | None, int | None]:
+        """QRS onset and offset (window samples) on a slope signal ``v`` around ``rc``.
+
+        ``floor``: the slope's 10th percentile over the window (its noise floor).
+        """
         s = self._s
         lo, hi = max(0, rc - s(0.080)), min(len(v), rc + s(0.080))
         if hi <= lo:
             return None, None
         pk = lo + int(np.argmax(v[lo:hi]))
         vmax = v[pk]
-        floor = float(np.percentile(v, 10))
         if vmax <= 2 * floor or vmax <= 0:
             return None, None
         core = v > floor + self.config.qrs_core * (vmax - floor)
