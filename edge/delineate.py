@@ -207,6 +207,7 @@ class Delineator:
         self.n_leads = check_int("n_leads", n_leads, min_value=1)
         self.config = config or DelineateConfig()
         c = self.config
+        self._sc: dict[float, int] = {}  # seconds -> samples, memoised
         s = self._s
         self._lb, self._la = s(c.lookback_s), s(c.lookahead_s)
         self._keep = self._lb + self._la + s(c.keep_s)
@@ -214,7 +215,10 @@ class Delineator:
         self.reset()
 
     def _s(self, seconds: float) -> int:
-        return round(seconds * self.fs)
+        v = self._sc.get(seconds)
+        if v is None:
+            self._sc[seconds] = v = round(seconds * self.fs)
+        return v
 
     @property
     def delay_s(self) -> float:
@@ -279,9 +283,11 @@ class Delineator:
         used = [i for i in range(n_leads) if 0.02 <= p2p[i] <= 15.0 and np.all(np.isfinite(w[i]))]
         if not used:
             return self._empty(r, rr, none)
+        use = set(used)
         xs = _box(w, s(0.004))
         d = np.abs(np.gradient(xs, axis=1)) * fs  # mV/s
         xl = _box(w, s(0.040))
+        dxl = np.gradient(xl, axis=1)
         noise = 1.4826 * np.median(np.abs(xs - xl), axis=1)  # robust: not the QRS
         # ---- global QRS from the spatial velocity
         v = np.sqrt((d[used] ** 2).sum(axis=0))
@@ -306,7 +312,7 @@ class Delineator:
         t_offs: list[int] = []
         base = np.zeros(n_leads)
         for i in range(n_leads):
-            if i not in used:
+            if i not in use:
                 leads.append(none)
                 continue
             l_on, l_off = self._qrs(d[i], rc, c.qrs_edge_lead, float(floors[i]))
@@ -323,7 +329,9 @@ class Delineator:
                 if c.p_prominence > 0 and rest.max(initial=0.0) * c.p_prominence > abs(y[pp]):
                     pp = None
             if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
-                p_on, p_off = self._sides(y, pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s))
+                p_on, p_off = self._sides(
+                    y, dxl[i], pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s)
+                )
                 if p_on is not None:
                     peaks_p.append((pp, p_on, p_off))
             tp = _wave_peak(y, t_lo, t_hi)
@@ -338,7 +346,7 @@ class Delineator:
                     and abs(y[later]) >= c.biphasic_ratio * abs(y[tp])
                 ):
                     last = later
-                t_peak, t_off = tp, self._end(y, last, t_end, s(c.t_ref_s))
+                t_peak, t_off = tp, self._end(y, dxl[i], last, t_end, s(c.t_ref_s))
                 t_offs.append(t_off)
             leads.append(
                 Waves(
@@ -385,13 +393,10 @@ class Delineator:
             if lo is None or hi is None or hi <= lo:
                 areas[name] = None
                 continue
-            seg = w[:, lo : hi + 1] - base[:, None]
-            areas[name] = tuple(
-                float(seg[i].sum() / fs) if i in used else None for i in range(n_leads)
-            )
-        amp = tuple(
-            float(np.ptp(w[i, q_on : q_off + 1])) if i in used else None for i in range(n_leads)
-        )
+            net = (w[:, lo : hi + 1] - base[:, None]).sum(axis=1) / fs
+            areas[name] = tuple(float(net[i]) if i in use else None for i in range(n_leads))
+        p2p_qrs = np.ptp(w[:, q_on : q_off + 1], axis=1)
+        amp = tuple(float(p2p_qrs[i]) if i in use else None for i in range(n_leads))
         return BeatWaves(r, rr, glob, tuple(leads), tuple(used), areas, amp)
 
     def _empty(self, r: int, rr: int | None, none: Waves) -> BeatWaves:
@@ -436,10 +441,9 @@ class Delineator:
         return on, off
 
     def _sides(
-        self, y: np.ndarray, pk: int, lo: int, hi: int, reach: int, ref: int
+        self, y: np.ndarray, dy: np.ndarray, pk: int, lo: int, hi: int, reach: int, ref: int
     ) -> tuple[int | None, int | None]:
         """Onset and offset of a wave peaking at ``pk`` within [lo, hi) (trapezium method)."""
-        dy = np.gradient(y)
         sign = np.sign(y[pk])
         a = max(lo, pk - reach)
         if pk - a < 2:
@@ -453,9 +457,8 @@ class Delineator:
         off = _trapezium(y, m_off, min(hi - 1, m_off + ref))
         return on, off
 
-    def _end(self, y: np.ndarray, pk: int, hi: int, ref: int) -> int:
+    def _end(self, y: np.ndarray, dy: np.ndarray, pk: int, hi: int, ref: int) -> int:
         """End of a wave whose last lobe peaks at ``pk`` (trapezium method), before ``hi``."""
-        dy = np.gradient(y)
         sign = np.sign(y[pk])
         b = min(hi, pk + self._s(0.120))
         if b - pk < 2:
