@@ -138,8 +138,10 @@ def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
             pos = [classes[c].abbreviation for c in event["positives"] if c in classes]
             top = sorted(event["scores"].items(), key=lambda kv: -kv[1])[:3]
             tops = " ".join(f"{classes[c].abbreviation}={s:+.2f}" for c, s in top)
+            bpm = (event.get("heart_rate") or {}).get("bpm")
+            hr = f"HR {bpm:3.0f}" if bpm is not None else "HR   -"
             line = (
-                f"{event['record'] or '':<10} {span:>17}  "
+                f"{event['record'] or '':<10} {span:>17}  {hr}  "
                 f"{'+'.join(pos) or '-':<16} top {tops}  {event['latency_ms']:.1f} ms"
             )
         elif kind == "alert":
@@ -148,6 +150,9 @@ def console_sink(classes: dict[str, Any], out=None) -> Callable[[dict], None]:
                 f"{'>=' if f['score'] >= f['threshold'] else '<'} {f['threshold']:.2f})"
                 for f in event["findings"]
             )
+            if event.get("kind", "diagnosis") != "diagnosis":  # a fast alarm (edge.alarms)
+                what = f"{event['condition']}: {event['reason']}"
+            what = f"[{event.get('priority', 'low')}] {what}"
             fr = event["frame"]
             span = (
                 f"{_seconds(fr['start_sample'], fr['fs'])}-{_seconds(fr['end_sample'], fr['fs'])}"
