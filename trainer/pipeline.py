@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge._cpu import cpu_info
 from edge.bundle import Bundle, ClassInfo, Head, Manifest, write_bundle
 from edge.classify import pool_features
 from edge.dsp import DspConfig, output_length, preprocess, to_model_rate
@@ -350,6 +351,7 @@ def fit_bundle(
             },
             "hop_samples": HOP_SAMPLES,
             "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_info(),  # model, arch, ISA flags of the machine that made the figures
         },
         validation=validation,
     )
