@@ -19,6 +19,7 @@ from benchmarks import (
     memory,
     report,
     spool,
+    stages,
     throughput,
 )
 from benchmarks._common import REPO, machine, resolve_bundles, sample_records, shown
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         tp["ratio_to_classifier_ceiling"] = (
             tp["realtime_factor_one_core"] / tp["classifier_ceiling_one_core"]
         )
+    tp["stages"] = step("stages", lambda: stages.measure(refs["resnet"], records))
     r["throughput"] = tp
     r["realtime_factor_one_core"] = tp["realtime_factor_one_core"]
     r["streams_per_core"] = tp["streams_per_core"]

@@ -226,6 +226,20 @@ def render(r: dict) -> str:
             f"| workload | {t['records']} records, {t['signal_s']:.0f} s of signal, {t['frames']} frames, "
             f"{t['repeats']} repeats | |"
         )
+        stg = t.get("stages")
+        if stg:
+            lines += [
+                "",
+                "Where the agent's time goes (`benchmarks/stages.py`: exclusive share of the agent thread's CPU "
+                f"time per stage, same records, 0.1 s chunks; {stg['frames']} frames):",
+                "",
+                "| stage | share | ms per frame |",
+                "|---|---|---|",
+            ]
+            for k, v in stg["share"].items():
+                lines.append(
+                    f"| {k} | {v:.1%} | {1000 * v * stg['total_s'] / max(1, stg['frames']):.2f} |"
+                )
     if "rss_mb" in r:
         rs, im = r["rss_mb"], r["import_ms"]
         lines += [
