@@ -584,7 +584,8 @@ def _print_figures(validation: dict) -> None:
                 if head_prec in figs:
                     rows.append((f"{label}, {kind.replace('_', ' ')}", head_prec, figs[head_prec]))
     for prec, figs in validation.get("training_set", {}).items():
-        rows.append(("training set (in-sample)", f"svm_{prec}", figs))
+        if isinstance(figs, dict):  # beside the figures: a "note"
+            rows.append(("training set (in-sample)", f"svm_{prec}", figs))
     if not rows:
         return
     print("figures    " + " ".join(f"{f[:9]:>9}" for f in _FIGURES))
