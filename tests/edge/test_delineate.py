@@ -281,3 +281,16 @@ class TestMeasurementsInTheAlert:
         assert codes["8625-6"]["valueQuantity"]["value"] == 236.0
         assert codes["8633-0"]["valueQuantity"]["unit"] == "ms"
         assert "8626-4" not in codes  # the absent P axis
+
+
+class TestBenchmark:
+    def test_ludb_benchmark_runs_and_writes(self, tmp_path):
+        """benchmarks.delineation on 3 records without NeuroKit2: the table and its JSON."""
+        from benchmarks import delineation
+
+        _needs(LUDB / "LU0001.hea")
+        assert delineation.main(["--limit", "3", "--no-neurokit", "--out", str(tmp_path)]) == 0
+        d = json.loads((tmp_path / "delineation.json").read_text())
+        ours = d["results"]["all 3"]["ours (stream, 12 leads)"]
+        assert ours["qrs_ms"]["found"] == 1.0 and abs(ours["qrs_ms"]["mean"]) < 30
+        assert ours["beats"] >= 20
