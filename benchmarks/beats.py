@@ -13,6 +13,8 @@
    tachycardia (from a known sample, the record's own beats spliced one
    after another at 180 beats/min) from that sample to the alarm.
 3. False asystole alarms over every real record of the Challenge set (494).
+4. Lead checks: LA/RA reversal and one inverted lead applied to each record
+   (first 10 s): detection rate, and false alarms on the records as they are.
 
 Correctness figures: they do not depend on the machine's speed. Writes
 ``benchmarks/results/beats.json`` (``--out``) and prints a table.
@@ -283,6 +285,45 @@ def false_alarms(limit: int | None = None) -> dict:
     }
 
 
+def lead_checks(limit: int | None = None, seed: int = 0) -> dict:
+    """LA/RA reversal and single inverted leads applied to the first 10 s of each record.
+
+    Detection rate on the altered copies, false alarms on the records as they are
+    (one check of 10 s; the agent's alarm needs two in a row).
+    """
+    from edge.reversal import check_leads, reverse_la_ra
+
+    rng = np.random.default_rng(seed)
+    n = fa_rev = fa_inv = hit_rev = hit_inv = 0
+    false_names: list[str] = []
+    for p in find_records([DATA])[:limit]:
+        rec = read_record(p)
+        x = preprocess(rec.signal[:, : round(10 * rec.fs)], rec.fs)
+        det = BeatDetector()
+        beats = [b.sample for b in det.push(x) + det.flush()]
+        c = check_leads(x, beats)
+        if c is None:
+            continue
+        n += 1
+        fa_rev += c.reversed
+        fa_inv += bool(c.inverted)
+        if c.reversed or c.inverted:
+            false_names.append(rec.name)
+        hit_rev += check_leads(reverse_la_ra(x), beats).reversed
+        k = int(rng.integers(12))
+        y = x.copy()
+        y[k] = -y[k]
+        hit_inv += LEADS[k] in check_leads(y, beats).inverted
+    return {
+        "records": n,
+        "reversal_detected": hit_rev / max(1, n),
+        "reversal_false_alarms": fa_rev / max(1, n),
+        "inversion_detected": hit_inv / max(1, n),
+        "inversion_false_alarms": fa_inv / max(1, n),
+        "false_alarm_records": false_names,
+    }
+
+
 def _stats(d: np.ndarray) -> dict:
     if not len(d):
         return {"n": 0}
@@ -322,6 +363,15 @@ def table(r: dict) -> str:
         f"{f['asystole']} |",
         f"| all alarm onsets on those records | {json.dumps(f['onsets_by_condition'])} |",
     ]
+    c = r.get("lead_checks")
+    if c:
+        lines += [
+            f"| LA/RA reversal applied, detected ({c['records']} records, one 10 s check) | "
+            f"{100 * c['reversal_detected']:.1f} % (false alarms "
+            f"{100 * c['reversal_false_alarms']:.1f} % on unaltered records) |",
+            f"| one lead inverted at random, detected | {100 * c['inversion_detected']:.1f} % "
+            f"(false alarms {100 * c['inversion_false_alarms']:.1f} %) |",
+        ]
     return "\n".join(lines)
 
 
@@ -336,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "asystole": time_to_asystole(6 if q else 60),
         "tachycardia": time_to_tachycardia(6 if q else 60),
         "false_alarms": false_alarms(20 if q else None),
+        "lead_checks": lead_checks(20 if q else None),
         "command": "python -m benchmarks.beats" + (" --quick" if q else ""),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ Defaults (:class:`AlarmConfig`):
 - ``lead_off`` (technical; medium when every lead is off, else low): the
   front end's lead-off bits, or a lead flat over the last second (peak to
   peak under 10 uV: an electrode off, a lead that is all zeros).
+- ``lead_reversal`` / ``lead_inversion`` (technical, low): LA/RA reversal or
+  inverted leads (edge.reversal) on 2 consecutive checks of 10 s of signal.
 - ``no_signal`` (technical, medium) and ``poor_signal`` (technical, low) are
   driven by the agent (a watchdog on arriving samples; the frame quality).
 """
@@ -248,6 +250,30 @@ class SignalAlarm(_Standing):
         return []
 
 
+class LeadCheckAlarm(_Standing):
+    """LA/RA reversal or inverted leads (edge.reversal) on ``confirm`` consecutive checks."""
+
+    kind = TECHNICAL
+
+    def __init__(self, condition: str, confirm: int = 2) -> None:
+        self.condition, self.confirm = condition, confirm
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._streak = 0
+
+    def push(
+        self, now: int, found: bool, reason: str, leads: tuple[str, ...], window
+    ) -> list[AlarmEvent]:
+        self._streak = self._streak + 1 if found else 0
+        if not self.standing and self._streak >= self.confirm:
+            return [self._on(Priority.LOW, reason, now, window, None, leads)]
+        if self.standing and not found:
+            return [self._off("lead signs look normal again", now, window, None)]
+        return []
+
+
 class Monitor:
     """Beats, heart rate and the signal-driven alarms of one stream segment.
 
@@ -306,7 +332,10 @@ class Monitor:
         self.lead_off = LeadOffAlarm(self.leads)
         self.poor_signal = SignalAlarm("poor_signal", Priority.LOW)
         self.no_signal = SignalAlarm("no_signal", Priority.MEDIUM)
+        self.reversal = LeadCheckAlarm("lead_reversal")
+        self.inversion = LeadCheckAlarm("lead_inversion")
         self._sec = round(fs)
+        self._check = 10 * self._sec  # the lead check runs on every 10 s of signal
         self.reset()
 
     @property
@@ -317,6 +346,8 @@ class Monitor:
             self.lead_off,
             self.poor_signal,
             self.no_signal,
+            self.reversal,
+            self.inversion,
         ]
 
     def restart(self, start: int) -> None:
@@ -326,6 +357,7 @@ class Monitor:
         self.detector.reset()
         self._n = 0
         self._tail = np.zeros((len(self.leads), 0), np.float32)
+        self._ten = np.zeros((len(self.leads), 0), np.float32)
         self._off_bits[:] = False
 
     def quality(self, ok: bool, reasons: Sequence[str], window: tuple[int, int]) -> list:
@@ -351,6 +383,7 @@ class Monitor:
             alarm.reset()
         self._n = 0  # samples pushed (relative to start)
         self._tail = np.zeros((len(self.leads), 0), np.float32)  # the last second
+        self._ten = np.zeros((len(self.leads), 0), np.float32)  # the last 10 s
         self._off_bits = np.zeros(len(self.leads), bool)
         self.beats: list[int] = []
 
@@ -374,12 +407,16 @@ class Monitor:
             for b in self.detector.push(part):
                 self.beats.append(self.start + b.sample)
             self._tail = np.concatenate([self._tail, part], axis=1)[:, -self._sec :]
+            if len(self.leads) == 12:
+                self._ten = np.concatenate([self._ten, part], axis=1)[:, -self._check :]
             if lead_off is not None:
                 self._off_bits |= np.asarray(lead_off, bool)
             self._n += step
             pos += step
             if self._n % self._sec == 0:
                 out += self._evaluate()
+            if self._n % self._check == 0 and len(self.leads) == 12:
+                out += self._hr(self._check_leads())
         return out
 
     def _evaluate(self) -> list[AlarmEvent]:
@@ -403,6 +440,22 @@ class Monitor:
             if alarm.priority is not Priority.HIGH:
                 out += alarm.push(now, None if extreme else bpm, win)
         return self._hr(out, bpm)
+
+    def _check_leads(self) -> list[AlarmEvent]:
+        from edge.reversal import check_leads
+
+        now = self.now
+        begin = now - self._ten.shape[1]
+        beats = [b - begin for b in self.beats if b >= begin]
+        c = check_leads(self._ten, beats, self.fs)
+        if c is None:  # too few beats to judge: nothing changes
+            return []
+        win = (begin, now)
+        out = self.reversal.push(
+            now, c.reversed, c.reason or "LA/RA reversed", ("I", "II", "III", "aVR", "aVL"), win
+        )
+        out += self.inversion.push(now, bool(c.inverted), c.reason or "inverted", c.inverted, win)
+        return out
 
     def _hr(self, events: list[AlarmEvent], bpm: float | None = None) -> list[AlarmEvent]:
         if bpm is None and not self.asystole.standing:

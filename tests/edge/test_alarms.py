@@ -92,3 +92,22 @@ class TestRate:
     def test_limits_checked(self) -> None:
         with pytest.raises(ValueError, match="limits"):
             AlarmConfig(high_heart_rate_bpm=200.0)
+
+
+class TestLeadChecks:
+    def test_la_ra_reversal_raised_after_two_checks(self, samples_dir: Path) -> None:
+        from edge.reversal import check_leads, reverse_la_ra
+
+        rec = read_record(samples_dir / "ptb-xl" / "HR00001")
+        x = preprocess(rec.signal, rec.fs)
+        sig = np.concatenate([x, x], axis=1)  # 20 s: two checks
+        mon = Monitor(LEADS)
+        assert [e.condition for e in mon.push(sig) if "lead_" in e.condition] == []
+        mon = Monitor(LEADS)
+        events = [e for e in mon.push(reverse_la_ra(sig)) if e.condition == "lead_reversal"]
+        assert len(events) == 1 and events[0].onset_sample == 10000
+        assert "reversed" in events[0].reason and events[0].priority is Priority.LOW
+        y = x.copy()
+        y[7] = -y[7]  # V2 inverted
+        c = check_leads(y, [b - 0 for b in mon.beats if b < 5000])
+        assert c is not None and c.inverted == ("V2",) and "inverted" in c.reason
