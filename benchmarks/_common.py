@@ -105,7 +105,11 @@ def shown(p: Path | None) -> str:
 
 
 def sample_frames(config, n_max: int = 64) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Real (n, 12, frame_samples) model inputs from the shipped sample records."""
+    """Real (n, 12, window_samples) model inputs (windows) from the shipped sample records.
+
+    A 30 s frame is 3 such windows (10 s each at the model rate) for a bundle
+    of format 2, one for format 1: latency is per window of the extractor.
+    """
     from edge.dsp import preprocess
     from edge.framer import record_frames
     from edge.records import find_records, read_record
@@ -114,7 +118,8 @@ def sample_frames(config, n_max: int = 64) -> np.ndarray:  # type: ignore[no-unt
     for h in find_records([SAMPLES]):
         r = read_record(h)
         x = preprocess(r.signal, r.fs, config)
-        out += [f.model_input(config) for f in record_frames(x, 5000, config.frame_samples)]
+        for f in record_frames(x, 5000, config.frame_samples):
+            out.extend(f.model_input(config))
         if len(out) >= n_max:
             break
     return np.stack(out[:n_max]).astype(np.float32)
