@@ -50,6 +50,7 @@ from edge.classify import Classification, Classifier
 from edge.dsp import Preprocessor, preprocess
 from edge.errors import check_int, check_positive, invalid
 from edge.framer import Frame, Framer, record_frames
+from edge.measure import Measurer
 from edge.quality import QualityChecker, QualityConfig, QualityReport
 from edge.records import Record
 from edge.sources import LEADS, N_LEADS, Chunk, SampleSource
@@ -179,6 +180,7 @@ class Agent:
         # fast alarms (edge.alarms): beats, heart rate, asystole, rate limits, lead off...
         self.alarm_config = alarms or AlarmConfig()
         self.monitor: Monitor | None = None
+        self.measurer: Measurer | None = None  # edge.measure: every beat delineated
         self._lock = threading.RLock()  # process() and the no-signal watchdog
         self._last_chunk_at = time.monotonic()
 
@@ -279,8 +281,11 @@ class Agent:
             for wave in self.evidence.push(filtered, self._framer.next_sample, chunk.received_at):
                 self.publisher.publish_live(wave)
         self._last_chunk_at = time.monotonic()
+        n_beats = len(self.monitor.beats)
         for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
             self._alarm_event(ev, chunk.received_at, chunk.record)
+        if self.measurer is not None:
+            self.measurer.push(filtered, self.monitor.beats[n_beats:])
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
@@ -303,6 +308,7 @@ class Agent:
             "alarms": s.alarms,
             "heart_rate": self.heart_rate(),
             "standing_alarms": [] if self.monitor is None else self.monitor.standing(),
+            "measurements": None if self.measurer is None else self.measurer.recent(10.0),
         }
         stats = getattr(self._source, "stats", None)
         if stats is not None and dataclasses.is_dataclass(stats):
@@ -404,6 +410,10 @@ class Agent:
             self.monitor = Monitor(LEADS, start500, self.alarm_config, self.config.fs)
         else:
             self.monitor.restart(start500)
+        if self.measurer is None:
+            self.measurer = Measurer(LEADS, start500, self.config.fs)
+        else:
+            self.measurer.restart(start500)
         self._fs = chunk.fs
         self._framer.reset(start500)
         self._raw_framer.reset(start500)
@@ -481,6 +491,10 @@ class Agent:
         if strip is not None:  # spooled after its alert: the alert is not delayed by it
             self.publisher.publish_strip(strip)
 
+    def _measurements(self, start: int, end: int) -> dict[str, Any] | None:
+        """The ``measurements`` of the beats in [start, end) measured so far (edge.measure)."""
+        return None if self.measurer is None else self.measurer.span(start, end)
+
     def _bpm_now(self) -> float | None:
         # the monitor's heart rate now, for the live waveform (None before the monitor)
         monitor = getattr(self, "monitor", None)
@@ -498,6 +512,7 @@ class Agent:
             "positives": list(c.positive_codes()),
             "filled": self.filled_in(frame.start_sample, frame.end_sample),
             "heart_rate": self.heart_rate(),
+            "measurements": self._measurements(frame.start_sample, frame.end_sample),
             "bundle_sha256": self.bundle.sha256,
             "latency_ms": self._latency_ms(chunk.received_at),
         }
@@ -554,6 +569,7 @@ class Agent:
             onset_sample=f.end_sample,
             cleared_sample=f.end_sample if ev.event == "cleared" else None,
             heart_rate=self.heart_rate(),
+            measurements=self._measurements(f.start_sample, f.end_sample),
         )
         self.summary.alerts += 1
         self._emit({"type": "alert", **alert.to_json()}, alert, "alert")
