@@ -45,7 +45,15 @@ class _Stamper:
 
 
 class TestWakeUp:
-    def test_an_alert_leaves_as_soon_as_it_is_spooled(self, broker: Broker, tmp_path: Path):
+    def test_an_alert_leaves_as_soon_as_it_is_spooled(
+        self, broker: Broker, tmp_path: Path, monkeypatch
+    ):
+        # The sender's idle sleep made 2 s long: a polling sender would hold an alert
+        # about 1 s on average; one woken by publish_alert sends it at once. The bound
+        # below is far from both, so a loaded machine cannot flip the verdict.
+        import bridge.publish
+
+        monkeypatch.setattr(bridge.publish, "_IDLE_S", 2.0)
         sub = _Stamper(broker.port, "ecg/wake-1/alerts")
         pub = Publisher(broker.url, "wake-1", tmp_path / "spool.db").start()
         try:
@@ -68,8 +76,7 @@ class TestWakeUp:
         assert sub.order == [a.alert_id for a in alerts]
         ms = np.array([(sub.got[k] - sent[k]) * 1000.0 for k in sent])
         print("publish_alert -> subscriber ms p50/p90/p99", np.percentile(ms, [50, 90, 99]))
-        # A 20 ms polling tick makes the median wait alone about 10 ms.
-        assert np.median(ms) < 8.0, np.percentile(ms, [50, 90, 99])
+        assert np.median(ms) < 300.0, np.percentile(ms, [50, 90, 99])
 
     def test_alert_is_on_disk_before_publish_alert_returns(self, tmp_path: Path):
         path = tmp_path / "spool.db"
