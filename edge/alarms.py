@@ -34,7 +34,7 @@ from enum import Enum
 import numpy as np
 
 from edge.beats import HR_METHOD, BeatDetector
-from edge.errors import check_positive
+from edge.errors import check_positive, invalid
 
 ONSET, CLEARED = "onset", "cleared"
 PHYSIOLOGICAL, TECHNICAL = "physiological", "technical"
@@ -98,6 +98,42 @@ class AlarmConfig:
                 f"got {self.extreme_bradycardia_bpm:g}, {self.low_heart_rate_bpm:g}, "
                 f"{self.high_heart_rate_bpm:g}, {self.extreme_tachycardia_bpm:g}"
             )
+
+
+_LIMIT_NAMES = {
+    "asystole_s": "asystole_s",
+    "low": "low_heart_rate_bpm",
+    "high": "high_heart_rate_bpm",
+    "extreme_low": "extreme_bradycardia_bpm",
+    "extreme_high": "extreme_tachycardia_bpm",
+    "no_signal_s": "no_signal_s",
+}
+
+
+def parse_limits(text: str | None) -> AlarmConfig:
+    """``"low=45,high=130,asystole_s=5"`` -> :class:`AlarmConfig` (the rest as default).
+
+    Names: asystole_s, low, high, extreme_low, extreme_high (bpm), no_signal_s.
+    """
+    if not text:
+        return AlarmConfig()
+    values: dict[str, float] = {}
+    for item in text.split(","):
+        name, _, value = item.strip().partition("=")
+        if name not in _LIMIT_NAMES:
+            raise invalid("alarm-limits", f"names among {', '.join(_LIMIT_NAMES)}", name)
+        try:
+            values[_LIMIT_NAMES[name]] = float(value)
+        except ValueError:
+            raise invalid("alarm-limits", f"a number for {name}", value) from None
+    try:
+        return AlarmConfig(**values)
+    except ValueError as exc:
+        raise invalid(
+            "alarm-limits",
+            "limits in the order extreme_low < low < high < extreme_high, times > 0",
+            text,
+        ) from exc
 
 
 class _Standing:
@@ -192,7 +228,12 @@ class RateAlarm(_Standing):
             return f"heart rate {bpm:g} bpm below {self.high:g}"
         return f"heart rate {bpm:g} bpm outside {self.low:g}-{self.high:g}"
 
-    def push(self, now: int, bpm: float | None, window: tuple[int, int]) -> list[AlarmEvent]:
+    def push(
+        self, now: int, bpm: float | None, window: tuple[int, int], suppressed: bool = False
+    ) -> list[AlarmEvent]:
+        """``suppressed``: a higher-priority rate alarm stands (this one is not raised)."""
+        if suppressed:
+            bpm = None
         inside = bpm is not None and self.low <= bpm < self.high
         if not self.standing:
             self._in = self._in + 1 if inside else 0
@@ -205,6 +246,7 @@ class RateAlarm(_Standing):
         if self._out >= self.confirm:
             self._in = 0
             why = "no heart rate" if bpm is None else f"heart rate {bpm:g} bpm"
+            why = "superseded by the extreme alarm" if suppressed else why
             return [self._off(why, now, window, bpm)]
         return []
 
@@ -226,7 +268,7 @@ class LeadOffAlarm(_Standing):
             out.append(self._off("leads back" if not names else "leads changed", now, window, None))
         if names and not self.standing:
             every = len(names) == len(self.lead_names)
-            what = "every lead" if every else "lead" + ("s " if len(names) > 1 else " ")
+            what = "every lead" if every else ("leads" if len(names) > 1 else "lead")
             reason = f"{what} off or flat" + ("" if every else f": {', '.join(names)}")
             prio = Priority.MEDIUM if every else Priority.LOW
             out.append(self._on(prio, reason, now, window, None, names))
@@ -438,7 +480,7 @@ class Monitor:
                 extreme = extreme or alarm.standing
         for alarm in self.rates:
             if alarm.priority is not Priority.HIGH:
-                out += alarm.push(now, None if extreme else bpm, win)
+                out += alarm.push(now, bpm, win, suppressed=extreme)
         return self._hr(out, bpm)
 
     def _check_leads(self) -> list[AlarmEvent]:

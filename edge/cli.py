@@ -61,6 +61,12 @@ _HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status he
 _MAX_FILL = typer.Option(
     0.1, "--max-fill-s", help="Longest dropout filled in (linear interpolation); 0: none."
 )
+_ALARM_LIMITS = typer.Option(
+    None,
+    "--alarm-limits",
+    help="Fast alarm limits, e.g. low=50,high=120,extreme_low=40,extreme_high=160,asystole_s=4,"
+    "no_signal_s=5 (bpm, seconds; these are the defaults).",
+)
 _CONFIG = typer.Option(
     None, "--config", help="Configuration file (TOML, see deploy/agent.toml); flags override it."
 )
@@ -359,6 +365,7 @@ def replay(
     live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
+    alarm_limits: str | None = _ALARM_LIMITS,
     config: Path | None = _CONFIG,
     trusted_keys: list[Path] | None = _TRUSTED,
     allow_unsigned: bool = _UNSIGNED,
@@ -405,6 +412,7 @@ def run(
     live: bool = _LIVE,
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
+    alarm_limits: str | None = _ALARM_LIMITS,
     config: Path | None = _CONFIG,
     trusted_keys: list[Path] | None = _TRUSTED,
     allow_unsigned: bool = _UNSIGNED,
@@ -429,7 +437,7 @@ def run(
 _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
     "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
-    "trusted_keys", "allow_unsigned", "live", "spool_max_mb",
+    "trusted_keys", "allow_unsigned", "live", "spool_max_mb", "alarm_limits",
 )  # fmt: skip
 
 
@@ -441,9 +449,12 @@ def _agent_options(options: dict) -> dict:
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
              heartbeat_s, max_fill_s, trusted_keys, allow_unsigned, live,
-             spool_max_mb) -> None:  # fmt: skip
+             spool_max_mb, alarm_limits) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
+    from edge.alarms import parse_limits
+
+    alarms = parse_limits(alarm_limits)
     b = _open_bundle(bundle, trusted_keys, allow_unsigned)
     source = make_source()
     pub = _publisher(
@@ -463,6 +474,7 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         max_fill_s=max_fill_s,
         status_s=heartbeat_s,
         live=live,
+        alarms=alarms,
         reload={
             "path": bundle,
             "trusted_keys": trusted_keys,

@@ -111,3 +111,24 @@ class TestLeadChecks:
         y[7] = -y[7]  # V2 inverted
         c = check_leads(y, [b - 0 for b in mon.beats if b < 5000])
         assert c is not None and c.inverted == ("V2",) and "inverted" in c.reason
+
+
+class TestAlarmLimitsOption:
+    def test_limits_from_the_command_line(self, samples_dir: Path) -> None:
+        import json
+        import subprocess
+        import sys
+
+        rec = str(samples_dir / "cpsc2018" / "A0003")  # AF at about 140-160 bpm
+        base = [sys.executable, "-m", "edge.cli", "replay", rec, "--speed", "max", "--json"]
+
+        def conditions(*extra: str) -> set[str]:
+            p = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            events = [json.loads(line) for line in p.stdout.splitlines()]
+            return {e["condition"] for e in events if e["type"] == "alert"}
+
+        assert "high_heart_rate" in conditions()
+        assert "high_heart_rate" not in conditions("--alarm-limits", "high=190,extreme_high=200")
+        bad = subprocess.run([*base, "--alarm-limits", "high=300"], capture_output=True, text=True)
+        assert bad.returncode == 2 and "alarm-limits" in bad.stderr
