@@ -2,9 +2,12 @@
 
 ``ecg-edge replay --speed max --broker`` runs as a subprocess; a paho
 subscriber (QoS 1) on the same broker stamps each alert on arrival. The
-figure is arrival wall time minus the alert's ``frame.end_utc`` (the wall
-time the chunk holding the frame's last sample entered the agent; it has
-millisecond resolution, truncated, so figures read up to 1 ms high).
+figure is arrival wall time minus the alert's ``emitted_at`` (wall time when
+the agent made the alert; millisecond resolution, truncated, so figures read
+up to 1 ms high) plus its ``latency_ms`` (from the chunk holding the frame's
+last sample entering the agent to that moment). ``frame.end_utc`` is on the
+stream's clock (sample 0's time plus samples / fs), which a replay at full
+speed runs ahead of the wall clock.
 Mosquitto sends the PUBACK to the publisher and the PUBLISH to the
 subscriber from the same handler, so arrival at the subscriber is when the
 broker has the alert. The agent's own ``latency_ms`` (to handing the alert
@@ -71,7 +74,7 @@ def _one_run(ref: BundleRef, records: list[Path]) -> tuple[list[float], list[flo
     e2e = []
     for t, payload in got:
         p = json.loads(payload)
-        e2e.append((t - _utc_s(p["frame"]["end_utc"])) * 1000.0)
+        e2e.append((t - _utc_s(p["emitted_at"])) * 1000.0 + p["latency_ms"])
     return e2e, agent_ms, n_sent
 
 

@@ -20,7 +20,8 @@ def _engines(ref: BundleRef) -> dict:
     from edge.classify import Classifier
 
     bundle = load_bundle(ref.path)
-    eng = {p: Classifier(bundle, p, threads=1).features for p in ("int8", "fp32")}
+    # per window: the extractor and its pooling (as torch's model.features)
+    eng = {p: Classifier(bundle, p, threads=1).window_rows for p in ("int8", "fp32")}
     if ref.checkpoint is not None:
         import torch
 
@@ -46,9 +47,9 @@ def measure(refs: dict[str, BundleRef], n_frames: int, repeats: int, warmup: int
         frames = sample_frames(bundle.manifest.dsp, 64)
         names = list(eng)
         agree = {}
-        f32 = eng["fp32"](frames[:4])
+        f32 = eng["fp32"](frames[:4]).reshape(4, -1)
         for p in names:
-            f = eng[p](frames[:4])
+            f = eng[p](frames[:4]).reshape(4, -1)
             cos = np.sum(f * f32, 1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(f32, axis=1))
             agree[p] = float(cos.min())
         for i in range(warmup):
