@@ -9,7 +9,8 @@ start from the frame's preprocessed 500 Hz samples, so each time covers the
 whole classifier stage as the agent runs it; the head (one ``math.fsum`` per
 class) is timed apart and added for the classify figures. Timings alternate
 frame by frame between the two (a burst of load hits both alike); only 30 s
-frames that follow a 30 s frame of the same record are timed (steady state).
+frames one hop after a 30 s frame of the same record are timed (steady state;
+a record's flushed last frame is shifted by a partial hop and shares nothing).
 Every frame's scores are compared, bit for bit.
 """
 
@@ -61,7 +62,7 @@ def measure_one(ref: BundleRef, records: list[Path], n_frames: int, repeats: int
             ti, tf = [], []
             inc.reset()
             for seq in seqs:
-                prev_full = False
+                prev = None
                 for k, f in enumerate(seq):
                     order = (inc, full) if (k + rep) % 2 == 0 else (full, inc)
                     got = {}
@@ -69,10 +70,15 @@ def measure_one(ref: BundleRef, records: list[Path], n_frames: int, repeats: int
                         t0 = time.perf_counter()
                         got[clf is inc] = clf.frame_features(f.samples)
                         dt = (time.perf_counter() - t0) * 1000.0
-                        steady = prev_full and f.n_valid == cfg.frame_samples
+                        # a 30 s frame one hop after a 30 s frame (not the flushed last one)
+                        steady = (
+                            prev is not None
+                            and prev.n_valid == f.n_valid == cfg.frame_samples
+                            and f.start_sample == prev.start_sample + 5000
+                        )
                         if steady:
                             (ti if clf is inc else tf).append(dt)
-                    prev_full = f.n_valid == cfg.frame_samples
+                    prev = f
                     if rep == 0:
                         a, b = got[True], got[False]
                         compared += 1
