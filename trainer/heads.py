@@ -128,17 +128,28 @@ def fit_heads(
             warnings.simplefilter("ignore", ConvergenceWarning)
             svm = _svm(best_c).fit(z, y)
         W[j], b[j] = svm.coef_[0], svm.intercept_[0]
-    rec, oof_rec = record_max(oof, groups)
-    _, lab_rec = record_max(labels.astype(float), groups)
-    lab_rec = lab_rec > 0.5
-    thr = tune_thresholds(lab_rec, oof_rec, weights, normal)
+    head, oof_metric, n_rec = _calibrated_head(
+        codes, W, b, mean, scale, oof, labels, groups, skipped, weights, normal
+    )
+    log(f"phase 2: out-of-fold challenge metric {oof_metric:.3f} over {n_rec} records")
+    return head, HeadReport(chosen, skipped, oof_metric)
+
+
+def _calibrated_head(codes, W, b, mean, scale, scores, labels, groups, skipped, weights, normal):
+    """Thresholds (record level, Challenge metric) and Platt calibration (frame level) from
+    held-out ``scores`` of frames with ``labels`` of records ``groups``: the head, its
+    Challenge metric on those records and their number."""
+    k = len(codes)
+    _, rec_scores = record_max(scores, groups)
+    _, rec_labels = record_max(labels.astype(float), groups)
+    rec_labels = rec_labels > 0.5
+    thr = tune_thresholds(rec_labels, rec_scores, weights, normal)
     pa, pb = np.ones(k), np.zeros(k)
     for j in range(k):
-        pa[j], pb[j] = platt(oof[:, j], labels[:, j])
+        pa[j], pb[j] = platt(scores[:, j], labels[:, j])
     for code in skipped:
         thr[codes.index(code)] = 0.0  # with W = 0, b = -1: never positive
-    oof_metric = float(challenge_metric(lab_rec, oof_rec >= thr, weights, normal))
-    log(f"phase 2: out-of-fold challenge metric {oof_metric:.3f} over {len(rec)} records")
+    metric = float(challenge_metric(rec_labels, rec_scores >= thr, weights, normal))
     head = Head(
         codes=tuple(codes),
         W=W.astype(np.float32),
@@ -149,7 +160,7 @@ def fit_heads(
         platt_a=pa.astype(np.float32),
         platt_b=pb.astype(np.float32),
     )
-    return head, HeadReport(chosen, skipped, oof_metric)
+    return head, metric, len(rec_labels)
 
 
 def platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -216,25 +227,8 @@ def fit_heads_validated(
             if best is None or ap > best[0]:
                 best = (ap, C, svm.coef_[0].copy(), float(svm.intercept_[0]), s)
         _, chosen[code], W[j], b[j], val_scores[:, j] = best
-    uniq, rec_scores = record_max(val_scores, val_groups)
-    _, rec_labels = record_max(val_labels.astype(float), val_groups)
-    rec_labels = rec_labels > 0.5
-    thr = tune_thresholds(rec_labels, rec_scores, weights, normal)
-    pa, pb = np.ones(k), np.zeros(k)
-    for j in range(k):
-        pa[j], pb[j] = platt(val_scores[:, j], val_labels[:, j])
-    for code in skipped:
-        thr[codes.index(code)] = 0.0  # with W = 0, b = -1: never positive
-    metric = float(challenge_metric(rec_labels, rec_scores >= thr, weights, normal))
-    log(f"phase 2: validation challenge metric {metric:.3f} over {len(uniq)} records")
-    head = Head(
-        codes=tuple(codes),
-        W=W.astype(np.float32),
-        b=b.astype(np.float32),
-        thresholds=thr.astype(np.float32),
-        feature_mean=mean.astype(np.float32),
-        feature_scale=scale.astype(np.float32),
-        platt_a=pa.astype(np.float32),
-        platt_b=pb.astype(np.float32),
+    head, metric, n_rec = _calibrated_head(
+        codes, W, b, mean, scale, val_scores, val_labels, val_groups, skipped, weights, normal
     )
+    log(f"phase 2: validation challenge metric {metric:.3f} over {n_rec} records")
     return head, HeadReport(chosen, skipped, metric)
