@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.svm import LinearSVC
@@ -180,6 +181,22 @@ def platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return max(float(lr.coef_[0, 0]), 1e-3), float(lr.intercept_[0])
 
 
+def _best_svm(z_tr, y, z_va, yv, c_grid):
+    """One class: the SVM of the ``C`` with the best validation average precision, as
+    (C, weights, intercept, validation decision values)."""
+    y, yv = np.asarray(y, dtype=bool), np.asarray(yv, dtype=bool)
+    best = None
+    for C in c_grid:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            svm = _svm(C).fit(z_tr, y)
+        s = svm.decision_function(z_va)
+        ap = average_precision_score(yv, s) if yv.any() else -float(C)  # none: smallest C
+        if best is None or ap > best[0]:
+            best = (ap, C, svm.coef_[0].copy(), float(svm.intercept_[0]), s)
+    return best[1:]
+
+
 def fit_heads_validated(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -191,6 +208,7 @@ def fit_heads_validated(
     normal: int,
     log=print,
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1),
+    n_jobs: int = 1,
 ) -> tuple[Head, HeadReport]:
     """Heads fitted on training frames; C, Platt calibration and thresholds on validation.
 
@@ -198,7 +216,9 @@ def fit_heads_validated(
     ``C`` and class instead of one per inner fold, and thresholds chosen on
     records the extractor never trained on, which transfer (the inner folds'
     out-of-fold scores of a network that saw those records do not).
-    ``val_groups`` names the record of each validation frame.
+    ``val_groups`` names the record of each validation frame; ``n_jobs``
+    classes are fitted at once, in as many processes (the result does not
+    depend on it).
     """
     mean = train_features.mean(0)
     scale = train_features.std(0)
@@ -210,23 +230,22 @@ def fit_heads_validated(
     b = np.full(k, -1.0)
     val_scores = np.full((len(z_va), k), -1.0)
     chosen, skipped = {}, {}
+    todo = []
     for j, code in enumerate(codes):
         y = train_labels[:, j].astype(bool)
         if y.all() or not y.any():
             skipped[code] = "no positive record" if not y.any() else "no negative record"
             log(f"class {code}: {skipped[code]} in the training data; skipped (never fires)")
             continue
-        yv = val_labels[:, j].astype(bool)
-        best = None
-        for C in c_grid:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                svm = _svm(C).fit(z_tr, y)
-            s = svm.decision_function(z_va)
-            ap = average_precision_score(yv, s) if yv.any() else -float(C)  # none: smallest C
-            if best is None or ap > best[0]:
-                best = (ap, C, svm.coef_[0].copy(), float(svm.intercept_[0]), s)
-        _, chosen[code], W[j], b[j], val_scores[:, j] = best
+        todo.append(j)
+    # Classes are independent: one process per core (liblinear is single-threaded).
+    fitted = Parallel(n_jobs=min(max(1, n_jobs), max(1, len(todo))))(
+        delayed(_best_svm)(z_tr, train_labels[:, j], z_va, val_labels[:, j], c_grid)
+        for j in todo
+    )
+    for j, (C, w, b0, s) in zip(todo, fitted):
+        chosen[codes[j]], W[j], b[j], val_scores[:, j] = C, w, b0, s
+        log(f"phase 2: class {codes[j]}: C {C:g}")
     head, metric, n_rec = _calibrated_head(
         codes, W, b, mean, scale, val_scores, val_labels, val_groups, skipped, weights, normal
     )

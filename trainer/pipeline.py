@@ -252,6 +252,7 @@ def fit_bundle(
             weights,
             normal,
             log,
+            n_jobs=torch.get_num_threads(),
         )
 
     _, rep_fp32 = heads_for(feats_fp32, "fp32")
