@@ -81,6 +81,7 @@ class Publisher:
         window: int = 100,
         keep_strips: int = KEEP_STRIPS,
         on_ack: Any = None,
+        mqtt5: bool = True,
     ) -> None:
         self.device_id = topics.check_device_id(device_id)
         check_positive("heartbeat_s", heartbeat_s)
@@ -106,19 +107,14 @@ class Publisher:
         self.broker = parse_broker_url(broker_url) if broker_url is not None else None
         self._client: mqtt.Client | None = None
         if self.broker is not None:
-            self._client = make_client(
-                self.broker,
-                client_id or f"ecg-edge-{self.device_id}",
-                clean_session=True,
-                ca_file=ca_file,
-                cert_file=cert_file,
-                key_file=key_file,
-            )
-            self._client.max_inflight_messages_set(min(window, 20))
-            self._client.on_connect = self._on_connect
-            self._client.on_disconnect = self._on_disconnect
-            self._client.on_publish = self._on_publish
-            self._client.on_message = self._on_status
+            self._client_args = {
+                "client_id": client_id or f"ecg-edge-{self.device_id}",
+                "ca_file": ca_file,
+                "cert_file": cert_file,
+                "key_file": key_file,
+            }
+            self._mqtt5 = bool(mqtt5)
+            self._client = self._new_client()
         self._spool = Spool(spool_path, max_spool, max_spool_bytes)
         self._shelf = StripShelf(spool_path, keep_strips)  # strips left retained
         self.on_ack = on_ack  # called with each bridge.wave.Ack for this device
@@ -132,6 +128,7 @@ class Publisher:
             "acks": f"{topics.PREFIX}/{self.device_id}/acks",
         }
         self._handed: dict[int, int] = {}  # paho mid -> spool row id
+        self._handed_topics: dict[int, str] = {}  # paho mid -> its topic
         self._acked: list[int] = []
         self._last_id = 0
         self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
@@ -146,7 +143,17 @@ class Publisher:
         self._status_mids: set[int] = set()
         self._last_heartbeat = 0.0
         self._last_error = ""
-        self._counts = {"sent": 0, "reconnects": 0, "frames_sent": 0, "frames_dropped": 0}
+        self._counts = {
+            "sent": 0, "reconnects": 0, "frames_sent": 0, "frames_dropped": 0, "denied": 0,
+        }  # fmt: skip
+        # MQTT 5: the broker says in each PUBACK whether it took the message (an ACL
+        # that denies the topic answers "Not authorized"; under 3.1.1 Mosquitto acks
+        # and drops it). Denied rows stay in the spool and are offered again later.
+        self._rebuild = False  # a new client before the next connect (MQTT 3.1.1 fallback)
+        self._denied: set[int] = set()
+        self._denied_topics: set[str] = set()
+        self._retry_at = 0.0
+        self._retry_s = 0.0
         self._stream_counters: dict[str, Any] = {}
 
     # ---- the caller's side -------------------------------------------------
@@ -321,6 +328,9 @@ class Publisher:
                     if self._stop.wait(delay):
                         break
                 first = False
+                if self._rebuild:
+                    self._rebuild = False
+                    client = self._client = self._new_client()
                 client.will_set(
                     self._topics["status"],
                     self._status("offline", reason="connection lost"),
@@ -382,6 +392,20 @@ class Publisher:
                 return rc
         return client.loop_misc()
 
+    def _new_client(self) -> mqtt.Client:
+        assert self.broker is not None
+        a = self._client_args
+        client = make_client(
+            self.broker, a["client_id"], clean_session=True, ca_file=a["ca_file"],
+            cert_file=a["cert_file"], key_file=a["key_file"], mqtt5=self._mqtt5,
+        )  # fmt: skip
+        client.max_inflight_messages_set(min(self._window, 20))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_status
+        return client
+
     def _note_error(self, reason: str) -> None:
         if reason != self._last_error:
             log.warning("MQTT %s: %s; retrying with backoff", self.broker, reason)
@@ -389,7 +413,25 @@ class Publisher:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
-            self._note_error(f"broker refused the connection: {reason_code}")
+            text = str(reason_code)
+            if self._mqtt5 and "protocol" in text.lower():
+                self._mqtt5, self._rebuild = False, True  # an MQTT 3.1.1 broker
+                log.warning(
+                    "MQTT %s does not speak MQTT 5; using 3.1.1 (a message the broker's ACL "
+                    "refuses can then not be noticed)",
+                    self.broker,
+                )
+            elif "authori" in text.lower() or "password" in text.lower():
+                if text != self._last_error:
+                    log.error(
+                        "MQTT %s refused this client: %s; check the user name and password "
+                        "in the broker URL and the broker's ACL",
+                        self.broker,
+                        text,
+                    )
+                self._last_error = text
+                return
+            self._note_error(f"broker refused the connection: {text}")
             return
         if self._counts["sent"] or self._last_error:
             self._counts["reconnects"] += 1
@@ -437,9 +479,39 @@ class Publisher:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         row = self._handed.pop(mid, None)
-        if row is not None:
-            self._acked.append(row)
         self._status_mids.discard(mid)
+        if row is None:
+            return
+        topic = self._handed_topics.pop(mid, "")
+        if getattr(reason_code, "is_failure", False):
+            self._deny(row, topic, reason_code)
+        else:
+            self._acked.append(row)
+
+    def _deny(self, row: int, topic: str, reason_code: Any) -> None:
+        """The broker refused a message (MQTT 5 PUBACK reason code): keep it spooled,
+        say so clearly once per topic, offer it again after a growing pause."""
+        self._denied.add(row)
+        self._counts["denied"] += 1
+        if topic not in self._denied_topics:
+            self._denied_topics.add(topic)
+            log.error(
+                "MQTT %s refused the message on %s: %s; check the broker's ACL for this "
+                "client (it needs write on ecg/%s/#). Kept in the spool and offered again.",
+                self.broker,
+                topic,
+                reason_code,
+                self.device_id,
+            )
+        self._retry_s = min(60.0, max(1.0, 2 * self._retry_s))
+        self._retry_at = time.monotonic() + self._retry_s
+
+    def _rewind(self) -> None:
+        """Offer denied rows again: back the cursor up to the oldest of them once
+        nothing else is in flight (rows acked since are gone from the spool)."""
+        if self._denied and not self._handed and time.monotonic() >= self._retry_at:
+            self._last_id = min(self._denied) - 1
+            self._denied.clear()
 
     def _settle(self) -> None:
         if not self._acked:
@@ -451,11 +523,13 @@ class Publisher:
             self._cond.notify_all()
 
     def _feed(self, client: mqtt.Client) -> None:
+        self._rewind()
         room = self._window - len(self._handed)
         if room > 0:
             for row_id, _kind, topic, payload, qos in self._spool.after(self._last_id, room):
                 info = client.publish(topic, payload, qos=qos, retain=_kind in _RETAINED)
                 self._handed[info.mid] = row_id
+                self._handed_topics[info.mid] = topic
                 self._last_id = row_id
         while self._frames:
             payload = self._frames.popleft()
@@ -472,6 +546,7 @@ class Publisher:
                 **self._stream_counters,
                 "sent": self._counts["sent"],
                 "pending": len(self._spool),
+                **({"denied": self._counts["denied"]} if self._counts["denied"] else {}),
             }
             client.publish(
                 self._topics["status"], self._status("heartbeat", **extra), qos=1, retain=True

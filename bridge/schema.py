@@ -550,6 +550,8 @@ class FrameScores:
     record: str | None = None
     emitted_at: str = field(default_factory=utc_now)
     bundle_sha256: str | None = None  # the bundle that scored the frame (optional in /1)
+    heart_rate: dict[str, Any] | None = None  # {"bpm", "method"} at its end (optional in /1)
+    leads_restored: str | None = None  # what was undone before classification (optional)
 
     SCHEMA = "ecg-edge/frame/1"
 
@@ -572,6 +574,8 @@ class FrameScores:
             "record": self.record,
             "emitted_at": self.emitted_at,
             **({"bundle_sha256": self.bundle_sha256} if self.bundle_sha256 else {}),
+            **({"heart_rate": self.heart_rate} if self.heart_rate is not None else {}),
+            **({"leads_restored": self.leads_restored} if self.leads_restored else {}),
         }
 
     @classmethod
@@ -585,6 +589,8 @@ class FrameScores:
             record=data["record"],
             emitted_at=data["emitted_at"],
             bundle_sha256=data.get("bundle_sha256"),
+            heart_rate=data.get("heart_rate"),
+            leads_restored=data.get("leads_restored"),
         )
 
 

@@ -101,6 +101,7 @@ class AgentSummary:
     gaps: int = 0
     filled_gaps: int = 0
     filled_samples: int = 0
+    frames_restored: int = 0  # frames classified with a confirmed lead reversal undone
     records: list[str] = field(default_factory=list)
     standing: tuple[str, ...] = ()
     seconds: float = 0.0
@@ -119,7 +120,9 @@ class Agent:
     new signal between frames; ``confirm``: consecutive positive frames before
     an onset; ``sink``: called with each event dict; ``publisher``: a
     :class:`bridge.publish.Publisher` (already started) or None;
-    ``max_fill_s``: the longest dropout bridged by interpolation (0: none).
+    ``max_fill_s``: the longest dropout bridged by interpolation (0: none);
+    ``restore_leads``: classify a frame with a confirmed LA/RA reversal or
+    inverted leads undone (the lead-check alarm still stands).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Agent:
         live: bool = False,
         status_s: float = 30.0,
         alarms: AlarmConfig | None = None,
+        restore_leads: bool = True,
     ) -> None:
         from bridge.topics import check_device_id
 
@@ -179,6 +183,7 @@ class Agent:
         self._next_counters = 0.0  # ... of the next counters update to the publisher
         # fast alarms (edge.alarms): beats, heart rate, asystole, rate limits, lead off...
         self.alarm_config = alarms or AlarmConfig()
+        self.restore_leads = bool(restore_leads)
         self.monitor: Monitor | None = None
         self.measurer: Measurer | None = None  # edge.measure: every beat delineated
         self._lock = threading.RLock()  # process() and the no-signal watchdog
@@ -281,11 +286,11 @@ class Agent:
             for wave in self.evidence.push(filtered, self._framer.next_sample, chunk.received_at):
                 self.publisher.publish_live(wave)
         self._last_chunk_at = time.monotonic()
-        n_beats = len(self.monitor.beats)
+        n_beats = self.monitor.n_beats
         for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
             self._alarm_event(ev, chunk.received_at, chunk.record)
         if self.measurer is not None:
-            self.measurer.push(filtered, self.monitor.beats[n_beats:])
+            self.measurer.push(filtered, self.monitor.beats_since(n_beats))
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
@@ -305,6 +310,7 @@ class Agent:
             "gaps": s.gaps,
             "filled_gaps": s.filled_gaps,
             "filled_samples": s.filled_samples,
+            "frames_restored": s.frames_restored,
             "alarms": s.alarms,
             "heart_rate": self.heart_rate(),
             "standing_alarms": [] if self.monitor is None else self.monitor.standing(),
@@ -446,9 +452,10 @@ class Agent:
                 )
                 continue
             self._apply_swap()  # a reloaded bundle scores from a frame boundary on
-            c = self.classifier.classify_frame(frame.samples)
+            samples, restored = self._restored(frame.samples)
+            c = self.classifier.classify_frame(samples)
             self.summary.frames += 1
-            self._frame_event(frame, c, chunk)
+            self._frame_event(frame, c, chunk, restored)
             for ev in self.tracker.update(c, frame):
                 self._alert_event(ev, report, chunk)
         if frames:
@@ -500,7 +507,25 @@ class Agent:
         monitor = getattr(self, "monitor", None)
         return None if monitor is None else monitor.heart_rate()
 
-    def _frame_event(self, frame: Frame, c: Classification, chunk: Chunk) -> None:
+    def _restored(self, samples: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """The frame with a confirmed LA/RA reversal or inverted leads undone (the
+        standing lead-check alarms say which), and what was undone, or None."""
+        if self.monitor is None or not self.restore_leads:
+            return samples, None
+        arms, inverted = self.monitor.lead_fix()
+        if not arms and not inverted:
+            return samples, None
+        from edge.reversal import restore_leads
+
+        done = (["LA/RA reversal"] if arms else []) + [f"{k} inverted" for k in inverted]
+        self.summary.frames_restored += 1
+        return restore_leads(samples, arms, inverted), "undone before classification: " + ", ".join(
+            done
+        )
+
+    def _frame_event(
+        self, frame: Frame, c: Classification, chunk: Chunk, restored: str | None = None
+    ) -> None:
         event: Event = {
             "type": "frame",
             "record": chunk.record,
@@ -513,6 +538,7 @@ class Agent:
             "filled": self.filled_in(frame.start_sample, frame.end_sample),
             "heart_rate": self.heart_rate(),
             "measurements": self._measurements(frame.start_sample, frame.end_sample),
+            "leads_restored": restored,
             "bundle_sha256": self.bundle.sha256,
             "latency_ms": self._latency_ms(chunk.received_at),
         }
@@ -527,6 +553,8 @@ class Agent:
                 positives=tuple(event["positives"]),
                 record=chunk.record,
                 bundle_sha256=self.bundle.sha256,
+                heart_rate=event["heart_rate"],
+                leads_restored=restored,
             )
         self._emit(event, payload, "frame")
 

@@ -427,7 +427,8 @@ class Monitor:
         self._tail = np.zeros((len(self.leads), 0), np.float32)  # the last second
         self._ten = np.zeros((len(self.leads), 0), np.float32)  # the last 10 s
         self._off_bits = np.zeros(len(self.leads), bool)
-        self.beats: list[int] = []
+        self.beats: list[int] = []  # the most recent R peaks (stream samples), bounded
+        self.n_beats = 0  # every beat of the segment, counted
 
     @property
     def now(self) -> int:
@@ -439,7 +440,17 @@ class Monitor:
 
     method = HR_METHOD
 
+    KEEP_BEATS = 4096  # beats kept in ``beats`` (~20 min at 200/min): a monitor runs for days
+
+    def beats_since(self, n_before: int) -> list[int]:
+        """The beats found since ``n_beats`` was ``n_before`` (all of them are still kept
+        right after a push: ``beats`` is trimmed only at the start of one)."""
+        new = self.n_beats - n_before
+        return self.beats[len(self.beats) - new :] if new > 0 else []
+
     def push(self, x: np.ndarray, lead_off: np.ndarray | None = None) -> list[AlarmEvent]:
+        if len(self.beats) > 2 * self.KEEP_BEATS:
+            del self.beats[: -self.KEEP_BEATS]
         out: list[AlarmEvent] = []
         pos = 0
         n = x.shape[1]
@@ -448,6 +459,7 @@ class Monitor:
             part = x[:, pos : pos + step]
             for b in self.detector.push(part):
                 self.beats.append(self.start + b.sample)
+                self.n_beats += 1
             self._tail = np.concatenate([self._tail, part], axis=1)[:, -self._sec :]
             if len(self.leads) == 12:
                 self._ten = np.concatenate([self._ten, part], axis=1)[:, -self._check :]
@@ -503,6 +515,12 @@ class Monitor:
         if bpm is None and not self.asystole.standing:
             bpm = self.heart_rate()
         return [e if e.heart_rate is not None else _with_hr(e, bpm) for e in events]
+
+    def lead_fix(self) -> tuple[bool, tuple[str, ...]]:
+        """What the standing lead-check alarms say to undo before classification:
+        (LA/RA reversed, inverted leads). Both confirmed on two checks in a row."""
+        inverted = self.inversion.onset.leads if self.inversion.onset is not None else ()
+        return self.reversal.standing, tuple(inverted)
 
     def standing(self) -> list[str]:
         """The conditions standing now."""

@@ -61,6 +61,12 @@ _HEARTBEAT = typer.Option(30.0, "--heartbeat-s", help="Seconds between status he
 _MAX_FILL = typer.Option(
     0.1, "--max-fill-s", help="Longest dropout filled in (linear interpolation); 0: none."
 )
+_KEEP_LEADS = typer.Option(
+    False,
+    "--keep-leads",
+    help="Classify frames as recorded even when the lead checks confirm an LA/RA reversal "
+    "or an inverted lead (by default it is undone first; the alarm stands either way).",
+)
 _ALARM_LIMITS = typer.Option(
     None,
     "--alarm-limits",
@@ -366,6 +372,7 @@ def replay(
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
     alarm_limits: str | None = _ALARM_LIMITS,
+    keep_leads: bool = _KEEP_LEADS,
     config: Path | None = _CONFIG,
     trusted_keys: list[Path] | None = _TRUSTED,
     allow_unsigned: bool = _UNSIGNED,
@@ -413,6 +420,7 @@ def run(
     heartbeat_s: float = _HEARTBEAT,
     max_fill_s: float = _MAX_FILL,
     alarm_limits: str | None = _ALARM_LIMITS,
+    keep_leads: bool = _KEEP_LEADS,
     config: Path | None = _CONFIG,
     trusted_keys: list[Path] | None = _TRUSTED,
     allow_unsigned: bool = _UNSIGNED,
@@ -438,6 +446,7 @@ _AGENT_OPTIONS = (
     "bundle", "precision", "threads", "hop_s", "confirm", "as_json", "broker", "device_id",
     "spool", "ca_file", "cert_file", "key_file", "publish_frames", "heartbeat_s", "max_fill_s",
     "trusted_keys", "allow_unsigned", "live", "spool_max_mb", "alarm_limits",
+    "keep_leads",
 )  # fmt: skip
 
 
@@ -449,7 +458,7 @@ def _agent_options(options: dict) -> dict:
 def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json, broker,
              device_id, spool, ca_file, cert_file, key_file, publish_frames,
              heartbeat_s, max_fill_s, trusted_keys, allow_unsigned, live,
-             spool_max_mb, alarm_limits) -> None:  # fmt: skip
+             spool_max_mb, alarm_limits, keep_leads) -> None:  # fmt: skip
     """Check the options, open the bundle, then the source, then run the agent; exit."""
     check_choice("precision", precision, ("int8", "fp32"))
     from edge.alarms import parse_limits
@@ -475,6 +484,7 @@ def _monitor(make_source, *, bundle, precision, threads, hop_s, confirm, as_json
         status_s=heartbeat_s,
         live=live,
         alarms=alarms,
+        restore_leads=not keep_leads,
         reload={
             "path": bundle,
             "trusted_keys": trusted_keys,

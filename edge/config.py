@@ -103,6 +103,8 @@ KEYS: tuple[Key, ...] = (
     Key("stream", "max_fill_s", "number", "longest dropout filled in, seconds", low=0, high=5),
     Key("stream", "alarm_limits", "str",
         "fast alarm limits: low=50,high=120,extreme_low=40,extreme_high=160 (bpm), asystole_s=4"),
+    Key("stream", "keep_leads", "bool",
+        "classify as recorded even when an LA/RA reversal or inverted lead is confirmed"),
     Key("mqtt", "broker", "str", "MQTT broker URL (mqtt://host:1883, mqtts://...)"),
     Key("mqtt", "device_id", "str", "device id in topics and payloads"),
     Key("mqtt", "spool", "path", "alert spool (sqlite)"),

@@ -4,23 +4,25 @@
 #   bash scripts/experiments.sh loso  PTBXL_DIR CHALLENGE_DIR   trained on PTB-XL alone, scored on every other source
 # PTBXL_DIR holds PTB-XL's folds 1-9 in Challenge format (LR*.hea/.dat with #PatientID and
 # #StratFold); CHALLENGE_DIR the 2020 Challenge's folders (cpsc2018, georgia, ptb, ...).
-# Set SEED (default 0), MODEL (cnn or resnet), EPOCHS (30), OUT (runs/).
+# Set SEED (default 0), MODEL (cnn or resnet), WIDTH (1: layer width multiplier), EPOCHS (30),
+# OUT (runs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="$1"; ptbxl="$2"; challenge="$3"
 seed="${SEED:-0}"; model="${MODEL:-cnn}"; epochs="${EPOCHS:-30}"; out="${OUT:-runs}"
+width="${WIDTH:-1}"; tag="$model$([ "$width" = 1 ] || echo "-w$width")"
 train() {  # train OUT_DIR DATA...
   local dir="$1"; shift
-  .venv/bin/ecg-train fit "$@" --out "$dir/bundle" --model "$model" --epochs "$epochs" \
+  .venv/bin/ecg-train fit "$@" --out "$dir/bundle" --model "$model" --width "$width" --epochs "$epochs" \
     --patience 6 --seed "$seed" --threads 2 --resume 2>&1 | tee -a "$dir.log"
 }
 case "$what" in
   ship)
-    dir="$out/ship-$model-s$seed"; mkdir -p "$dir"
+    dir="$out/ship-$tag-s$seed"; mkdir -p "$dir"
     train "$dir" "$ptbxl" "$challenge"
     ;;
   loso)
-    dir="$out/loso-$model-s$seed"; mkdir -p "$dir"
+    dir="$out/loso-$tag-s$seed"; mkdir -p "$dir"
     train "$dir" "$ptbxl"
     # every other source is a hospital the model never saw (PTB-XL's HR copies are twins of
     # training records, so they are not scored)

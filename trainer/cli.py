@@ -82,12 +82,20 @@ def _log(message: str) -> None:
 
 
 def _train_config(
-    model: str, epochs: int, device: str, seed: int, batch_size: int, patience: int, threads: int
+    model: str,
+    epochs: int,
+    device: str,
+    seed: int,
+    batch_size: int,
+    patience: int,
+    threads: int,
+    width: float = 1.0,
 ):
     from trainer.fit import TrainConfig
 
     return TrainConfig(
         model=model,
+        width=width,
         epochs=epochs,
         device=device,
         seed=seed,
@@ -104,6 +112,9 @@ def fit(
         "cnn", "--model", help="cnn (Model 1, the shipped one) or resnet (Model 2)."
     ),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    width: float = typer.Option(
+        1.0, "--width", min=0.25, max=8.0, help="Multiply every layer's width (1: the default)."
+    ),
     epochs: int = typer.Option(30, "--epochs", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     folds: int = typer.Option(
@@ -132,7 +143,7 @@ def fit(
     from trainer.data import load_cache, scan, tqdm_progress
     from trainer.pipeline import fit_bundle
 
-    cfg = _train_config(model, epochs, device, seed, batch_size, patience, threads)
+    cfg = _train_config(model, epochs, device, seed, batch_size, patience, threads, width)
     from trainer.fit import pick_device
 
     pick_device(cfg.device)  # fail early on --device cuda without CUDA

@@ -41,6 +41,7 @@ class TrainConfig:
     """Phase 1 hyperparameters (all of them: nothing hides in ``__main__``)."""
 
     model: str = "cnn"  # Model 1: as good as Model 2 across hospitals here (README)
+    width: float = 1.0  # multiplies every layer's width (trainer.models.build_model)
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -188,7 +189,7 @@ def train_extractor(
     seed_everything(cfg.seed)
     workdir.mkdir(parents=True, exist_ok=True)
     n_classes = labels.shape[1]
-    model = build_model(cfg.model, n_classes).to(device)
+    model = build_model(cfg.model, n_classes, width=cfg.width).to(device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(

@@ -240,8 +240,7 @@ def fit_heads_validated(
         todo.append(j)
     # Classes are independent: one process per core (liblinear is single-threaded).
     fitted = Parallel(n_jobs=min(max(1, n_jobs), max(1, len(todo))))(
-        delayed(_best_svm)(z_tr, train_labels[:, j], z_va, val_labels[:, j], c_grid)
-        for j in todo
+        delayed(_best_svm)(z_tr, train_labels[:, j], z_va, val_labels[:, j], c_grid) for j in todo
     )
     for j, (C, w, b0, s) in zip(todo, fitted):
         chosen[codes[j]], W[j], b[j], val_scores[:, j] = C, w, b0, s

@@ -183,11 +183,20 @@ def _dense_head(n_in: int, n_hidden: int, n_out: int, dropout: float) -> nn.Sequ
 MODELS = {"cnn": (Cnn, CnnConfig), "resnet": (ResNet, ResNetConfig)}
 
 
-def build_model(name: str, n_classes: int, **overrides) -> Cnn | ResNet:
-    """Build Model 1 (``cnn``) or Model 2 (``resnet``) with its default configuration."""
-    from edge.errors import check_choice
+def build_model(name: str, n_classes: int, width: float = 1.0, **overrides) -> Cnn | ResNet:
+    """Build Model 1 (``cnn``) or Model 2 (``resnet``) with its default configuration,
+    every convolution's width (and the dense layer's) multiplied by ``width``."""
+    from edge.errors import check_choice, check_positive
 
     cls, cfg_cls = MODELS[check_choice("model", name, tuple(MODELS))]
+    check_positive("width", width)
+    if width != 1.0:
+        base = cfg_cls()
+        scale = lambda w: max(4, round(w * width))  # noqa: E731
+        overrides.setdefault("widths", tuple(scale(w) for w in base.widths))
+        overrides.setdefault("dense", scale(base.dense))
+        if isinstance(base, ResNetConfig):
+            overrides.setdefault("stem_width", scale(base.stem_width))
     return cls(cfg_cls(n_classes=n_classes, **overrides))
 
 

@@ -294,3 +294,55 @@ class TestSimulatedDevice:
                 if p is not None and p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+class TestLeadsRestored:
+    """A confirmed LA/RA reversal is undone before classification (``--keep-leads``: not)."""
+
+    @staticmethod
+    def _source(x: np.ndarray, chunk: int = 1000):
+        class Src:
+            fs = 500.0
+
+            def chunks(self):
+                for i in range(0, x.shape[1], chunk):
+                    yield Chunk(x[:, i : i + chunk], 500.0, i, received_at=time.monotonic())
+
+            def close(self):
+                pass
+
+        return Src()
+
+    def test_reversed_frames_score_as_the_wired_record(self, samples_dir, loaded_bundle):
+        from edge.reversal import reverse_la_ra
+
+        rec = read_record(samples_dir / "ptb-xl" / "HR00001")
+        x = np.tile(rec.signal[:, :5000], (1, 4)).astype(np.float32)  # 40 s of its beats
+        runs = {}
+        for name, sig, kw in (
+            ("wired", x, {}),
+            ("reversed", reverse_la_ra(x), {}),
+            ("kept", reverse_la_ra(x), {"restore_leads": False}),
+        ):
+            events, summary = _collect(
+                {"precision": "fp32", **kw}, loaded_bundle, self._source(sig)
+            )
+            runs[name] = ([e for e in events if e["type"] == "frame"], events, summary)
+        wired, reversed_, kept = (runs[k][0] for k in ("wired", "reversed", "kept"))
+        assert len(wired) == len(reversed_) == len(kept) == 4
+        alarms = [e for e in runs["reversed"][1] if e["type"] == "alert"]
+        onset = [a for a in alarms if a.get("condition") == "lead_reversal"]
+        assert onset and onset[0]["onset_sample"] <= 20000  # two checks in a row
+        at = onset[0]["onset_sample"]
+        for w, r, k in zip(wired, reversed_, kept):
+            if r["end_sample"] < at:  # before the alarm: classified as recorded
+                assert r["leads_restored"] is None and k["scores"] == r["scores"]
+            else:  # after it: the wired record's scores (the filters are linear, odd)
+                assert "LA/RA reversal" in r["leads_restored"]
+                assert r["scores"] == pytest.approx(w["scores"], abs=1e-5)
+                assert k["leads_restored"] is None
+                assert max(abs(k["scores"][c] - w["scores"][c]) for c in w["scores"]) > 1e-3
+        n_after = sum(r["end_sample"] >= at for r in reversed_)
+        assert n_after >= 3 and runs["reversed"][2].frames_restored == n_after
+        assert runs["kept"][2].frames_restored == 0
+        assert runs["wired"][2].frames_restored == 0

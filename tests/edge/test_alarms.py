@@ -132,3 +132,20 @@ class TestAlarmLimitsOption:
         assert "high_heart_rate" not in conditions("--alarm-limits", "high=190,extreme_high=200")
         bad = subprocess.run([*base, "--alarm-limits", "high=300"], capture_output=True, text=True)
         assert bad.returncode == 2 and "alarm-limits" in bad.stderr
+
+
+class TestBoundedMemory:
+    def test_beats_kept_are_bounded_and_new_ones_all_reported(self, samples_dir: Path) -> None:
+        rec = read_record(samples_dir / "ptb-xl" / "HR00001")
+        x = preprocess(rec.signal, rec.fs)
+        mon = Monitor(LEADS)
+        mon.KEEP_BEATS = 8  # a small bound, as a day of beats would meet the real one
+        seen: list[int] = []
+        for _ in range(6):  # 60 s of its beats
+            before = mon.n_beats
+            mon.push(x)
+            seen += mon.beats_since(before)
+            assert len(mon.beats) <= 2 * 8 + mon.n_beats - before
+        assert len(seen) == mon.n_beats > 40  # nothing missed by the trimming
+        assert seen == sorted(seen) and len(set(seen)) == len(seen)
+        assert len(mon.beats) < mon.n_beats and mon.beats == seen[-len(mon.beats) :]

@@ -124,6 +124,7 @@ class TestEcgEdge:
                         "--precision", "fp32", "--quiet")  # fmt: skip
         assert loud.returncode == quiet.returncode == 0
         assert "frames diagnosed" in loud.stderr and "frames diagnosed" not in quiet.stderr
+
         def without_latency(lines):
             return [ln.split(", latency")[0] for ln in lines]
 
