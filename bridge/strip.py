@@ -438,4 +438,30 @@ def alert_summary(alert: Any) -> dict[str, Any]:
         "reason": alert.reason,
         "findings": [f"{f.abbreviation}: {f.name}"[:240] for f in alert.findings],
         "heart_rate": alert.heart_rate.bpm,
+        **({"measured": m} if (m := measured_line(alert.measurements)) else {}),
     }
+
+
+def measured_line(m: dict[str, Any] | None) -> str:
+    """The alert's measurements as one line for the paper, e.g. ``PR 236 ms  QRS 92 ms
+    QT 380 ms  QTc 412 ms (Bazett) 405 ms (Fridericia)  axis QRS 45°  (median of 9 beats)``;
+    a wave that is absent reads ``P absent``; "" without measurements."""
+    if not m:
+        return ""
+
+    def ms(key: str) -> str:
+        v = m.get(key)
+        return "--" if v is None else f"{v:.0f} ms"
+
+    parts = []
+    if m.get("p_ms") is None and m.get("n_beats"):
+        parts.append("P absent")
+    else:
+        parts.append(f"P {ms('p_ms')}")
+    parts += [f"PR {ms('pr_ms')}", f"QRS {ms('qrs_ms')}", f"QT {ms('qt_ms')}"]
+    parts.append(f"QTc {ms('qtc_bazett_ms')} (Bazett) {ms('qtc_fridericia_ms')} (Fridericia)")
+    if m.get("axis_qrs_deg") is not None:
+        parts.append(f"axis QRS {m['axis_qrs_deg']:.0f}\u00b0")
+    if m.get("n_beats"):
+        parts.append(f"(median of {m['n_beats']} beats)")
+    return "  ".join(parts)[:300]

@@ -24,7 +24,7 @@ MM_PER_S = 25.0
 MM_PER_MV = 10.0
 ROW_MM = 30.0  # vertical space of one row (3 mV)
 LEFT_MM = 8.0  # calibration pulse
-HEADER_MM = 18.0
+HEADER_MM = 23.0
 _MM_PER_IN = 25.4
 
 
@@ -145,6 +145,8 @@ def strip_png(strip, *, dpi: int = 100, device_label: str | None = None) -> byte
         f"HR {f'{hr:.0f} bpm' if hr is not None else '--'}   from {strip.start_utc} UTC, "
         f"{strip.seconds:.1f} s at {strip.fs:g} Hz ({strip.filter})   alert {strip.alert_id}",
     ]
+    if a.get("measured"):
+        lines.insert(1, a["measured"])
     return render_strip(
         dict(zip(strip.leads, strip.samples)), strip.fs, title=title[:140], lines=lines, dpi=dpi
     )

@@ -252,20 +252,37 @@ class RateAlarm(_Standing):
 
 
 class LeadOffAlarm(_Standing):
-    """Leads off (front-end bits) or flat (no signal on them); priority by how many."""
+    """Leads off (front-end bits) or flat (no signal on them); priority by how many.
+
+    Declared at the first evaluation that finds a lead off; cleared, or moved
+    to another set of leads, only once the new state has held for ``hold``
+    evaluations in a row (2 s by default), so that an electrode that makes
+    and breaks contact every second gives one standing alarm, not a flood.
+    """
 
     condition = "lead_off"
     kind = TECHNICAL
 
-    def __init__(self, leads: Sequence[str]) -> None:
+    def __init__(self, leads: Sequence[str], hold: int = 2) -> None:
         self.lead_names = tuple(leads)
+        self.hold = hold
         self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._pending: tuple[str, ...] | None = None
+        self._streak = 0
 
     def push(self, now: int, off: np.ndarray, window: tuple[int, int]) -> list[AlarmEvent]:
         names = tuple(n for n, o in zip(self.lead_names, off) if o)
         out: list[AlarmEvent] = []
         if self.standing and names != self.onset.leads:
+            self._streak = self._streak + 1 if names == self._pending else 1
+            self._pending = names
+            if self._streak < self.hold:
+                return out  # not held long enough: the standing alarm stays as it is
             out.append(self._off("leads back" if not names else "leads changed", now, window, None))
+        self._pending, self._streak = None, 0
         if names and not self.standing:
             every = len(names) == len(self.lead_names)
             what = "every lead" if every else ("leads" if len(names) > 1 else "lead")

@@ -179,16 +179,19 @@ def restore_leads(x: np.ndarray, arms_reversed: bool, inverted: tuple[str, ...] 
     return y
 
 
-def restore_record(x: np.ndarray, fs: float = 500.0) -> tuple[np.ndarray, LeadCheck | None]:
-    """Check a whole preprocessed record on its first 10 s (as the agent's first check)
-    and restore it where the check found something: what ``ecg-train evaluate
-    --restore-leads`` and the benchmarks do, offline, with the agent's function."""
+def restore_record(signal: np.ndarray, fs: float) -> tuple[np.ndarray, LeadCheck | None]:
+    """A whole record's raw 12 leads (LEADS order, at ``fs``) checked on its first 10 s
+    as the agent checks them (band-passed, at 500 Hz) and, where the check found a
+    reversal or inverted leads, restored (the filters are linear and odd, so undoing
+    the raw leads undoes the filtered ones): what ``ecg-train evaluate --restore-leads``
+    does offline, with the agent's functions."""
     from edge.beats import BeatDetector
+    from edge.dsp import preprocess
 
-    head = x[:, : round(10 * fs)]
+    x = preprocess(signal[:, : round(10 * fs)], fs)
     det = BeatDetector()
-    beats = [b.sample for b in det.push(head) + det.flush()]
-    c = check_leads(head, beats, fs)
+    beats = [b.sample for b in det.push(x) + det.flush()]
+    c = check_leads(x, beats)
     if c is None or not (c.reversed or c.inverted):
-        return x, c
-    return restore_leads(x, c.reversed, c.inverted), c
+        return signal, c
+    return restore_leads(signal, c.reversed, c.inverted), c

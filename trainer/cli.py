@@ -189,11 +189,21 @@ def evaluate(
     outputs: Path | None = typer.Option(None, "--outputs", help="Write Challenge output files."),
     report: Path | None = typer.Option(None, "--report", help="Write a Markdown report + PNGs."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
+    leads: str = typer.Option(
+        "as-recorded",
+        "--leads",
+        help="as-recorded; restored (a reversal or inverted lead found by the agent's lead "
+        "checks is undone first, as the agent does); reversed (LA/RA swapped on every "
+        "record); reversed-restored (swapped, then checked and restored).",
+    ),
+    fold: int = typer.Option(
+        0, "--fold", min=0, help="Only the records of PTB-XL's #StratFold N (0: all)."
+    ),
 ) -> None:
     """Score records through a bundle exactly as the edge does; print the seven figures."""
     from trainer.evaluate import evaluate as run
 
-    run(bundle, data, precision, outputs, report, json_path, log=_log)
+    run(bundle, data, precision, outputs, report, json_path, log=_log, leads=leads, fold=fold)
 
 
 @app.command()

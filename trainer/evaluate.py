@@ -39,9 +39,21 @@ class Evaluation:
 
 
 def evaluate_items(
-    bundle: Bundle, items: list[Item], precisions: list[str], threads: int = 2
+    bundle: Bundle,
+    items: list[Item],
+    precisions: list[str],
+    threads: int = 2,
+    leads: str = "as-recorded",
 ) -> dict[str, Evaluation]:
-    """Score ``items`` at each precision through :func:`edge.agent.score_record`."""
+    """Score ``items`` at each precision through :func:`edge.agent.score_record`.
+
+    ``leads``: ``as-recorded``; ``restored`` (a reversal or inverted lead the
+    agent's lead checks find on the first 10 s is undone first, as the agent
+    does once its alarm is confirmed); ``reversed`` (LA/RA swapped on every
+    record, to measure what a swap costs); ``reversed-restored`` (swapped, then
+    checked and restored).
+    """
+    check_choice("leads", leads, LEAD_MODES)
     if not items:
         raise EcgEdgeError("no usable records to evaluate")
     codes = list(bundle.manifest.codes)
@@ -50,7 +62,7 @@ def evaluate_items(
     scores = {p: np.zeros(labels.shape) for p in precisions}
     # one record in memory at a time: the full Challenge set is 43,101 of them
     for i, it in enumerate(progress(items, "scoring")):
-        rec = read_record(it.header)
+        rec = _leads(read_record(it.header), leads)
         for p, clf in classifiers.items():
             scores[p][i] = np.max([s for _, s in score_record(clf, rec, HOP_SAMPLES)], axis=0)
     out = {}
@@ -61,6 +73,25 @@ def evaluate_items(
         figures = score_all(labels, d, shown, codes)
         out[p] = Evaluation(p, [it.name for it in items], labels, shown, d, figures)
     return out
+
+
+LEAD_MODES = ("as-recorded", "restored", "reversed", "reversed-restored")
+
+
+def _leads(rec, mode: str):
+    """The record with its leads as ``mode`` says (see :func:`evaluate_items`)."""
+    from dataclasses import replace
+
+    from edge.reversal import restore_record, reverse_la_ra
+
+    if mode == "as-recorded" or rec.signal.shape[0] != 12:
+        return rec
+    x = rec.signal
+    if mode.startswith("reversed"):
+        x = reverse_la_ra(x)
+    if mode.endswith("restored"):
+        x, _ = restore_record(x, rec.fs)
+    return replace(rec, signal=x)
 
 
 def brier(ev: Evaluation) -> float | None:
@@ -78,6 +109,8 @@ def evaluate(
     report: Path | None = None,
     json_path: Path | None = None,
     log=print,
+    leads: str = "as-recorded",
+    fold: int = 0,
 ) -> dict[str, Evaluation]:
     """The ``ecg-train evaluate`` command."""
     check_choice("precision", precision, ("int8", "fp32", "both"))
@@ -86,10 +119,16 @@ def evaluate(
     rep = scan(data)
     if rep.skipped:
         log(rep.describe())
-    if not rep.items:
+    items = rep.items
+    if fold:
+        items = [it for it in items if it.strat_fold == fold]
+        log(f"#StratFold {fold}: {len(items)} of {len(rep.items)} records")
+    if not items:
         raise EcgEdgeError(f"no usable records under {', '.join(map(str, data))}")
-    log(f"scoring {len(rep.items)} records with bundle {bundle.path} ({bundle.manifest.model})")
-    results = evaluate_items(bundle, rep.items, precisions)
+    log(f"scoring {len(items)} records with bundle {bundle.path} ({bundle.manifest.model})")
+    if leads != "as-recorded":
+        log(f"leads: {leads}")
+    results = evaluate_items(bundle, items, precisions, leads=leads)
     for p, ev in results.items():
         f = {**ev.figures.to_json(), "brier": brier(ev)}
         log(f"{p:>5}: " + "  ".join(f"{k} {_fmt(v)}" for k, v in f.items()))

@@ -202,3 +202,28 @@ class TestStripCommand:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert r.returncode != 0 and "No strip for alert" in r.stderr
+
+
+class TestMeasurementsOnThePaper:
+    def test_summary_and_png_carry_the_measurements(self, tmp_path) -> None:
+        import dataclasses
+
+        from bridge.strip import measured_line
+        from bridge.strip_png import strip_png
+
+        m = {"n_beats": 9, "p_ms": 104.0, "pr_ms": 236.0, "qrs_ms": 92.0, "qt_ms": 380.0,
+             "qtc_bazett_ms": 412.0, "qtc_fridericia_ms": 401.0, "axis_qrs_deg": 45.0}  # fmt: skip
+        alert = dataclasses.replace(sample_alert("bed-1"), measurements=m)
+        s = _strip_for(alert)
+        line = s.alert["measured"]
+        assert line == measured_line(m) and "PR 236 ms" in line and "QRS 92 ms" in line
+        assert "QTc 412 ms (Bazett) 401 ms (Fridericia)" in line and "median of 9" in line
+        again = Strip.parse(encode(s.to_json()))  # the schema takes it
+        assert again.alert["measured"] == line
+        no_p = measured_line({**m, "p_ms": None, "pr_ms": None})
+        assert "P absent" in no_p and "PR --" in no_p
+        assert "measured" not in _strip_for(sample_alert("bed-1")).alert  # none: no line
+        plain = strip_png(_strip_for(sample_alert("bed-1")))
+        png = strip_png(s)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png != plain
+        (tmp_path / "strip.png").write_bytes(png)

@@ -149,3 +149,23 @@ class TestBoundedMemory:
         assert len(seen) == mon.n_beats > 40  # nothing missed by the trimming
         assert seen == sorted(seen) and len(set(seen)) == len(seen)
         assert len(mon.beats) < mon.n_beats and mon.beats == seen[-len(mon.beats) :]
+
+
+class TestLeadOffChurn:
+    def test_an_electrode_flapping_every_second_gives_one_alarm(self, samples_dir: Path) -> None:
+        rec = read_record(samples_dir / "ptb-xl" / "HR00001")
+        x = np.tile(preprocess(rec.signal, rec.fs), (1, 2))  # 20 s
+        mon = Monitor(LEADS)
+        events = []
+        bits = np.zeros(12, bool)
+        for sec in range(10):
+            bits[7] = sec % 2 == 0  # V2 off, on, off, on ... a loose electrode
+            events += mon.push(x[:, sec * 500 : (sec + 1) * 500], bits.copy())
+        off = [e for e in events if e.condition == "lead_off"]
+        assert [(e.event, e.leads) for e in off] == [("onset", ("V2",))]
+        for sec in range(10, 13):  # back for good: cleared after two clean seconds
+            events += mon.push(x[:, sec * 500 : (sec + 1) * 500], np.zeros(12, bool))
+        off = [e for e in events if e.condition == "lead_off"]
+        assert [e.event for e in off] == ["onset", "cleared"]
+        # V2 is back from second 9 on: clean evaluations at 10 s and 11 s
+        assert off[1].sample == 11 * 500 and off[1].onset_sample == off[0].onset_sample
