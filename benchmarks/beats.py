@@ -295,7 +295,7 @@ def lead_checks(limit: int | None = None, folders: list[Path] | None = None) -> 
     named), false alarms on the records as they are (one check of 10 s; the
     agent's alarm needs two in a row, so these are upper bounds).
     """
-    from edge.reversal import check_leads, reverse_la_ra
+    from edge.reversal import check_leads, check_record, reverse_la_ra
 
     n = fa_rev = fa_inv = hit_rev = 0
     hit_lead = np.zeros(len(LEADS))
@@ -304,10 +304,7 @@ def lead_checks(limit: int | None = None, folders: list[Path] | None = None) -> 
         rec = read_record(p)
         if rec.signal.shape[0] != len(LEADS):
             continue
-        x = preprocess(rec.signal[:, : round(10 * rec.fs)], rec.fs)
-        det = BeatDetector()
-        beats = [b.sample for b in det.push(x) + det.flush()]
-        c = check_leads(x, beats)
+        x, beats, c = check_record(rec.signal, rec.fs)
         if c is None:
             continue
         n += 1
@@ -410,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     name = "beats-quick.json" if q else "beats.json"
     if args.lead_checks_only:
-        r = json.loads((args.out / name).read_text()) if (args.out / name).exists() else {}
+        if not (args.out / name).exists():
+            ap.error(f"--lead-checks-only updates {args.out / name}: run without it first")
+        r = json.loads((args.out / name).read_text())
         r["lead_checks"] = lead_checks(20 if q else None)
     else:
         r = {

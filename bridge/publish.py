@@ -127,8 +127,7 @@ class Publisher:
             "live": f"{topics.PREFIX}/{self.device_id}/live",
             "acks": f"{topics.PREFIX}/{self.device_id}/acks",
         }
-        self._handed: dict[int, int] = {}  # paho mid -> spool row id
-        self._handed_topics: dict[int, str] = {}  # paho mid -> its topic
+        self._handed: dict[int, tuple[int, str]] = {}  # paho mid -> (spool row id, topic)
         self._acked: list[int] = []
         self._last_id = 0
         self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
@@ -406,9 +405,9 @@ class Publisher:
         client.on_message = self._on_status
         return client
 
-    def _note_error(self, reason: str) -> None:
+    def _note_error(self, reason: str, advice: str = "", level: int = logging.WARNING) -> None:
         if reason != self._last_error:
-            log.warning("MQTT %s: %s; retrying with backoff", self.broker, reason)
+            log.log(level, "MQTT %s: %s; %sretrying with backoff", self.broker, reason, advice)
         self._last_error = reason
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -422,14 +421,8 @@ class Publisher:
                     self.broker,
                 )
             elif "authori" in text.lower() or "password" in text.lower():
-                if text != self._last_error:
-                    log.error(
-                        "MQTT %s refused this client: %s; check the user name and password "
-                        "in the broker URL and the broker's ACL",
-                        self.broker,
-                        text,
-                    )
-                self._last_error = text
+                advice = "check the user name and password in the broker URL and the broker's ACL; "
+                self._note_error(f"broker refused this client: {text}", advice, logging.ERROR)
                 return
             self._note_error(f"broker refused the connection: {text}")
             return
@@ -478,11 +471,11 @@ class Publisher:
         self._connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        row = self._handed.pop(mid, None)
+        handed = self._handed.pop(mid, None)
         self._status_mids.discard(mid)
-        if row is None:
+        if handed is None:
             return
-        topic = self._handed_topics.pop(mid, "")
+        row, topic = handed
         if getattr(reason_code, "is_failure", False):
             self._deny(row, topic, reason_code)
         else:
@@ -528,8 +521,7 @@ class Publisher:
         if room > 0:
             for row_id, _kind, topic, payload, qos in self._spool.after(self._last_id, room):
                 info = client.publish(topic, payload, qos=qos, retain=_kind in _RETAINED)
-                self._handed[info.mid] = row_id
-                self._handed_topics[info.mid] = topic
+                self._handed[info.mid] = (row_id, topic)
                 self._last_id = row_id
         while self._frames:
             payload = self._frames.popleft()

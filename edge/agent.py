@@ -519,9 +519,8 @@ class Agent:
 
         done = (["LA/RA reversal"] if arms else []) + [f"{k} inverted" for k in inverted]
         self.summary.frames_restored += 1
-        return restore_leads(samples, arms, inverted), "undone before classification: " + ", ".join(
-            done
-        )
+        what = "undone before classification: " + ", ".join(done)
+        return restore_leads(samples, arms, inverted), what
 
     def _frame_event(
         self, frame: Frame, c: Classification, chunk: Chunk, restored: str | None = None

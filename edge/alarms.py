@@ -537,7 +537,7 @@ class Monitor:
         """What the standing lead-check alarms say to undo before classification:
         (LA/RA reversed, inverted leads). Both confirmed on two checks in a row."""
         inverted = self.inversion.onset.leads if self.inversion.onset is not None else ()
-        return self.reversal.standing, tuple(inverted)
+        return self.reversal.standing, inverted
 
     def standing(self) -> list[str]:
         """The conditions standing now."""

@@ -179,19 +179,24 @@ def restore_leads(x: np.ndarray, arms_reversed: bool, inverted: tuple[str, ...] 
     return y
 
 
-def restore_record(signal: np.ndarray, fs: float) -> tuple[np.ndarray, LeadCheck | None]:
-    """A whole record's raw 12 leads (LEADS order, at ``fs``) checked on its first 10 s
-    as the agent checks them (band-passed, at 500 Hz) and, where the check found a
-    reversal or inverted leads, restored (the filters are linear and odd, so undoing
-    the raw leads undoes the filtered ones): what ``ecg-train evaluate --restore-leads``
-    does offline, with the agent's functions."""
+def check_record(signal: np.ndarray, fs: float) -> tuple[np.ndarray, list[int], LeadCheck | None]:
+    """A record's raw 12 leads (LEADS order, at ``fs``) checked on their first 10 s as
+    the agent checks them: (those 10 s band-passed at 500 Hz, their beats, the check)."""
     from edge.beats import BeatDetector
     from edge.dsp import preprocess
 
     x = preprocess(signal[:, : round(10 * fs)], fs)
     det = BeatDetector()
     beats = [b.sample for b in det.push(x) + det.flush()]
-    c = check_leads(x, beats)
+    return x, beats, check_leads(x, beats)
+
+
+def restore_record(signal: np.ndarray, fs: float) -> tuple[np.ndarray, LeadCheck | None]:
+    """A whole record's raw 12 leads checked (:func:`check_record`) and, where the check
+    found a reversal or inverted leads, restored (the filters are linear and odd, so
+    undoing the raw leads undoes the filtered ones): what ``ecg-train evaluate --leads
+    restored`` does offline, with the agent's functions."""
+    _, _, c = check_record(signal, fs)
     if c is None or not (c.reversed or c.inverted):
         return signal, c
     return restore_leads(signal, c.reversed, c.inverted), c
