@@ -154,17 +154,35 @@ def _box(x: np.ndarray, w: int) -> np.ndarray:
     return (c[..., w:] - c[..., :-w]) / w
 
 
-def _trapezium(x: np.ndarray, m: int, r: int) -> int:
-    """Wave boundary between the steepest point ``m`` and a reference ``r`` (either side).
+def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``x[k, idx[k, j]]`` for every row ``k`` (indices clipped into range: mask them after)."""
+    return np.take_along_axis(x, np.clip(idx, 0, x.shape[1] - 1), axis=1)
 
-    Maximises the area ``0.5 |x[m] - x[i]| |2r - i - m|`` over ``i`` between ``m`` and ``r``.
+
+def _trapezium(x: np.ndarray, m: np.ndarray, r: np.ndarray, reach: int) -> np.ndarray:
+    """Wave boundaries between the steepest points ``m`` and references ``r``, one per row.
+
+    Maximises the area ``0.5 |x[m] - x[i]| |2r - i - m|`` over ``i`` between ``m``
+    and ``r`` (either side, at most ``reach`` samples apart); the first maximum wins.
     """
-    lo, hi = (m, r) if r >= m else (r, m)
-    i = np.arange(lo, hi + 1)
-    if len(i) == 0:
-        return m
-    a = np.abs(x[m] - x[i]) * np.abs(2 * r - i - m)
-    return int(i[np.argmax(a)])
+    rows = np.arange(len(m))
+    before = r < m  # an onset: i runs from r up to m
+    i = np.where(before, m - reach, m)[:, None] + np.arange(reach + 1)
+    valid = np.where(before[:, None], i >= r[:, None], i <= r[:, None])
+    a = np.abs(x[rows, m][:, None] - _gather(x, i)) * np.abs(2 * r[:, None] - i - m[:, None])
+    return i[rows, np.argmax(np.where(valid, a, -1.0), axis=1)]
+
+
+def _first_extreme(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int, top: bool):
+    """Per row, the first index of the largest (``top``) or smallest ``v`` in [lo, hi).
+
+    ``hi - lo`` is at most ``width``.
+    """
+    i = lo[:, None] + np.arange(width)
+    valid = i < hi[:, None]
+    g = np.where(valid, _gather(v, i), -np.inf if top else np.inf)
+    k = np.argmax(g, axis=1) if top else np.argmin(g, axis=1)
+    return i[np.arange(len(lo)), k]
 
 
 def _p10(v: np.ndarray) -> np.ndarray | float:
@@ -176,20 +194,23 @@ def _p10(v: np.ndarray) -> np.ndarray | float:
 
 def _q(values: list[int], q: float) -> int:
     """The ``q`` quantile of sample indices (an observed one: nearest rank)."""
-    return int(np.quantile(np.asarray(values), q, method="nearest"))
+    v = sorted(values)  # np.quantile(..., method="nearest") without its per-call cost
+    return int(v[round(q * (len(v) - 1))])  # both round half to even
 
 
-def _wave_peak(y: np.ndarray, lo: int, hi: int) -> int | None:
-    """The largest local extremum of ``y`` in [lo, hi) (not a window edge), or None."""
+def _wave_peak(y: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the largest local extremum of ``y`` in [lo, hi) (not a window edge).
+
+    Returns (indices, found): rows without one have ``found`` False.
+    """
+    k = len(y)
     if hi - lo < 3:
-        return None
-    seg = y[lo:hi]
-    a = np.abs(seg)
-    inner = (a[1:-1] >= a[:-2]) & (a[1:-1] >= a[2:]) & (a[1:-1] > 0)
-    k = np.flatnonzero(inner) + 1
-    if len(k) == 0:
-        return None
-    return lo + int(k[np.argmax(a[k])])
+        return np.zeros(k, dtype=int), np.zeros(k, dtype=bool)
+    a = np.abs(y[:, lo:hi])
+    mid = a[:, 1:-1]
+    inner = (mid >= a[:, :-2]) & (mid >= a[:, 2:]) & (mid > 0)
+    pos = lo + 1 + np.argmax(np.where(inner, mid, -1.0), axis=1)
+    return pos, inner.any(axis=1)
 
 
 class Delineator:
@@ -227,8 +248,9 @@ class Delineator:
 
     def reset(self) -> None:
         """Back to the start of a stream."""
-        self._buf = np.zeros((self.n_leads, 0))
-        self._start = 0  # stream sample of _buf[:, 0]
+        self._store = np.zeros((self.n_leads, 0))  # room to append without copying
+        self._off = self._len = 0  # the buffered signal: _store[:, _off : _off + _len]
+        self._start = 0  # stream sample of the first buffered one
         self._n = 0  # samples received
         self._queue: list[int] = []
         self._prev_r: int | None = None
@@ -237,7 +259,13 @@ class Delineator:
         """Feed (n_leads, n) samples and the R peaks found so far; return the beats now measured."""
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] != self.n_leads:
             raise invalid("x", f"an array of shape ({self.n_leads}, n)", getattr(x, "shape", x))
-        self._buf = np.concatenate([self._buf, x.astype(np.float64)], axis=1)
+        m = x.shape[1]
+        if self._off + self._len + m > self._store.shape[1]:  # compact, grow if need be
+            store = np.empty((self.n_leads, max(2 * (self._len + m), 4096)))
+            store[:, : self._len] = self._buf
+            self._store, self._off = store, 0
+        self._store[:, self._off + self._len : self._off + self._len + m] = x
+        self._len += m
         self._n += x.shape[1]
         for r in r_peaks:
             r = int(r)
@@ -248,13 +276,18 @@ class Delineator:
         out = self._drain(final=False)
         drop = self._n - self._keep - self._start
         if drop > 0:
-            self._buf = self._buf[:, drop:]
+            self._off += drop
+            self._len -= drop
             self._start += drop
         return out
 
     def flush(self) -> list[BeatWaves]:
         """End of stream: measure the beats left on the signal there is."""
         return self._drain(final=True)
+
+    @property
+    def _buf(self) -> np.ndarray:
+        return self._store[:, self._off : self._off + self._len]
 
     def _drain(self, final: bool) -> list[BeatWaves]:
         out = []
@@ -280,7 +313,8 @@ class Delineator:
         if n < s(0.2) or rc < s(0.1):
             return self._empty(r, rr, none)
         p2p = np.ptp(w, axis=1)
-        used = [i for i in range(n_leads) if 0.02 <= p2p[i] <= 15.0 and np.all(np.isfinite(w[i]))]
+        ok = (p2p >= 0.02) & (p2p <= 15.0) & np.isfinite(w).all(axis=1)
+        used = [int(i) for i in np.flatnonzero(ok)]
         if not used:
             return self._empty(r, rr, none)
         use = set(used)
@@ -291,11 +325,12 @@ class Delineator:
         noise = 1.4826 * np.median(np.abs(xs - xl), axis=1)  # robust: not the QRS
         # ---- global QRS from the spatial velocity
         v = np.sqrt((d[used] ** 2).sum(axis=0))
-        q_on, q_off = self._qrs(v, rc, c.qrs_edge, _p10(v))
-        floors = _p10(d)
-        if q_on is None:
+        g_on, g_off, g_ok = self._qrs(v[None], rc, c.qrs_edge, np.array([_p10(v)]))
+        if not g_ok[0]:
             return self._empty(r, rr, none)
-        # ---- per lead
+        q_on, q_off = int(g_on[0]), int(g_off[0])
+        # ---- per lead, the usable leads at once (rows of the arrays below)
+        u = np.asarray(used)
         lo_p = q_on - s(0.320)
         if rr is not None:
             lo_p = max(lo_p, rc - rr // 2)
@@ -307,55 +342,59 @@ class Delineator:
         rr_s = rr / fs if rr is not None else 1.0
         t_hi = min(n, rc + s(min(0.1 + 0.45 * np.sqrt(rr_s), 0.75 * rr_s)))
         t_end = min(n, rc + self._la, rc + s(0.9 * rr_s))
-        leads: list[Waves] = []
+        l_on, l_off, l_ok = self._qrs(d[u], rc, c.qrs_edge_lead, _p10(d)[u])
+        lead_on = np.where(l_ok, l_on, q_on)
+        base = np.zeros(n_leads)
+        base[u] = self._baseline(xl[u], lead_on)
+        y = xl[u] - base[u, None]
+        floor = 3.0 * noise[u]
+        amp = np.abs(y)
+        rows = np.arange(len(u))
+        pp, has_p = _wave_peak(y, lo_p, hi_p)
+        has_p &= amp[rows, pp] >= np.maximum(c.min_p_mv, floor)
+        if c.p_prominence > 0 and has_p.any():  # a P stands out of its window; f waves do not
+            j = np.arange(lo_p, max(lo_p, hi_p))
+            near = (j >= pp[:, None] - s(0.060)) & (j < pp[:, None] + s(0.060))
+            if near.shape[1]:
+                rest = np.where(near, 0.0, amp[:, lo_p:hi_p]).max(axis=1)
+                has_p &= ~(rest * c.p_prominence > amp[rows, pp])
+        p_on, p_off, p_ok = self._sides(
+            y, dxl[u], pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s)
+        )
+        has_p &= p_ok
+        tp, has_t = _wave_peak(y, t_lo, t_hi)
+        has_t &= amp[rows, tp] >= np.maximum(c.min_t_mv, floor)
+        last = tp.copy()
+        if c.biphasic_s > 0:  # a later opposite lobe makes the T biphasic
+            for k in np.flatnonzero(has_t):
+                lat, found = _wave_peak(
+                    y[k : k + 1], tp[k] + s(0.040), min(t_end, tp[k] + s(c.biphasic_s))
+                )
+                if (
+                    found[0]
+                    and y[k, lat[0]] * y[k, tp[k]] < 0
+                    and amp[k, lat[0]] >= c.biphasic_ratio * amp[k, tp[k]]
+                ):
+                    last[k] = lat[0]
+        t_off = self._end(y, dxl[u], last, t_end, s(c.t_ref_s))
+        leads: list[Waves] = [none] * n_leads
         peaks_p: list[tuple[int, int, int]] = []
         t_offs: list[int] = []
-        base = np.zeros(n_leads)
-        for i in range(n_leads):
-            if i not in use:
-                leads.append(none)
-                continue
-            l_on, l_off = self._qrs(d[i], rc, c.qrs_edge_lead, float(floors[i]))
-            lead_on = l_on if l_on is not None else q_on
-            base[i] = float(np.mean(xl[i, max(0, lead_on - s(0.030)) : max(1, lead_on - s(0.008))]))
-            y = xl[i] - base[i]
-            floor = 3.0 * noise[i]
-            pp = _wave_peak(y, lo_p, hi_p)
-            p_on = p_off = None
-            if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
-                # a P stands out of its window; f or flutter waves repeat across it
-                rest = np.abs(y[lo_p:hi_p]).copy()
-                rest[max(0, pp - lo_p - s(0.060)) : pp - lo_p + s(0.060)] = 0.0
-                if c.p_prominence > 0 and rest.max(initial=0.0) * c.p_prominence > abs(y[pp]):
-                    pp = None
-            if pp is not None and abs(y[pp]) >= max(c.min_p_mv, floor):
-                p_on, p_off = self._sides(
-                    y, dxl[i], pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s)
-                )
-                if p_on is not None:
-                    peaks_p.append((pp, p_on, p_off))
-            tp = _wave_peak(y, t_lo, t_hi)
-            t_peak = t_off = None
-            if tp is not None and abs(y[tp]) >= max(c.min_t_mv, floor):
-                last = tp
-                later = _wave_peak(y, tp + s(0.040), min(t_end, tp + s(c.biphasic_s)))
-                if (
-                    c.biphasic_s > 0
-                    and later is not None
-                    and y[later] * y[tp] < 0
-                    and abs(y[later]) >= c.biphasic_ratio * abs(y[tp])
-                ):
-                    last = later
-                t_peak, t_off = tp, self._end(y, dxl[i], last, t_end, s(c.t_ref_s))
-                t_offs.append(t_off)
-            leads.append(
-                Waves(
-                    *(self._abs(a, k, v) for k, v in (("p_on", p_on), ("p_off", p_off))),
-                    self._abs(a, "qrs_on", l_on),
-                    self._abs(a, "qrs_off", l_off),
-                    self._abs(a, "t_peak", t_peak),
-                    self._abs(a, "t_off", t_off),
-                )
+        ab = self._abs
+        for k, i in enumerate(used):
+            pw = (int(pp[k]), int(p_on[k]), int(p_off[k])) if has_p[k] else None
+            tw = (int(tp[k]), int(t_off[k])) if has_t[k] else None
+            if pw is not None:
+                peaks_p.append(pw)
+            if tw is not None:
+                t_offs.append(tw[1])
+            leads[i] = Waves(
+                None if pw is None else ab(a, "p_on", pw[1]),
+                None if pw is None else ab(a, "p_off", pw[2]),
+                ab(a, "qrs_on", int(l_on[k])) if l_ok[k] else None,
+                ab(a, "qrs_off", int(l_off[k])) if l_ok[k] else None,
+                None if tw is None else ab(a, "t_peak", tw[0]),
+                None if tw is None else ab(a, "t_off", tw[1]),
             )
         # ---- global P and T
         need_p, need_t = min(c.min_p_leads, len(used)), min(c.min_t_leads, len(used))
@@ -367,7 +406,9 @@ class Delineator:
                 q_off = round(_q(offs, 1 - c.global_q) - self._bias["qrs_off"])
         g_p_on = g_p_off = None
         if len(peaks_p) >= need_p:
-            centre = np.median([p[0] for p in peaks_p])
+            peaks = sorted(p[0] for p in peaks_p)
+            h = len(peaks) // 2
+            centre = peaks[h] if len(peaks) % 2 else (peaks[h - 1] + peaks[h]) / 2.0
             agree = [p for p in peaks_p if abs(p[0] - centre) <= s(c.p_agree_s)]
             if len(agree) >= need_p:
                 g_p_on = _q([p[1] for p in agree], c.global_q)
@@ -388,7 +429,7 @@ class Delineator:
             self._abs(a, "t_peak", g_t_peak),
             self._abs(a, "t_off", g_t_off),
         )
-        areas = {}
+        areas: dict = {}
         for name, lo, hi in (("p", g_p_on, g_p_off), ("qrs", q_on, q_off), ("t", q_off, g_t_off)):
             if lo is None or hi is None or hi <= lo:
                 areas[name] = None
@@ -405,63 +446,81 @@ class Delineator:
     def _abs(self, a: int, kind: str, k: int | None) -> int | None:
         return None if k is None else round(a + k + self._bias[kind])
 
-    def _qrs(
-        self, v: np.ndarray, rc: int, edge: float, floor: float
-    ) -> tuple[int | None, int | None]:
-        """QRS onset and offset (window samples) on a slope signal ``v`` around ``rc``.
+    def _baseline(self, xl: np.ndarray, lead_on: np.ndarray) -> np.ndarray:
+        """Per row, the mean of ``xl`` from 30 ms to 8 ms before the lead's QRS onset."""
+        s = self._s
+        lo, hi = lead_on - s(0.030), lead_on - s(0.008)
+        full = lo >= 0  # the whole stretch inside the window: one gathered mean
+        out = np.empty(len(lead_on))
+        if full.any():
+            i = lo[full, None] + np.arange(s(0.030) - s(0.008))
+            out[full] = np.mean(np.take_along_axis(xl[full], i, axis=1), axis=1)
+        for k in np.flatnonzero(~full):  # cut by the window's start
+            out[k] = float(np.mean(xl[k, max(0, lo[k]) : max(1, hi[k])]))
+        return out
 
-        ``floor``: the slope's 10th percentile over the window (its noise floor).
+    def _qrs(
+        self, v: np.ndarray, rc: int, edge: float, floor: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """QRS onsets and offsets (window samples) on slope signals ``v`` (rows) around ``rc``.
+
+        ``floor``: each row's 10th percentile over the window (its noise floor).
+        Returns (onsets, offsets, found). The QRS core is the run of samples
+        above ``qrs_core`` of the peak slope that holds the peak, gaps of up to
+        40 ms bridged, within R - 200 ms .. R + 250 ms; onset and offset are the
+        nearest samples outside it below ``edge`` of the peak.
         """
         s = self._s
-        lo, hi = max(0, rc - s(0.080)), min(len(v), rc + s(0.080))
+        k, n = v.shape
+        lo, hi = max(0, rc - s(0.080)), min(n, rc + s(0.080))
         if hi <= lo:
-            return None, None
-        pk = lo + int(np.argmax(v[lo:hi]))
-        vmax = v[pk]
-        if vmax <= 2 * floor or vmax <= 0:
-            return None, None
-        core = v > floor + self.config.qrs_core * (vmax - floor)
+            z = np.zeros(k, dtype=int)
+            return z, z, np.zeros(k, dtype=bool)
+        rows = np.arange(k)
+        pk = lo + np.argmax(v[:, lo:hi], axis=1)
+        vmax = v[rows, pk]
+        found = ~((vmax <= 2 * floor) | (vmax <= 0))
         gap = s(0.040)
-        start = end = pk
-        lim_lo, lim_hi = max(0, rc - s(0.200)), min(len(v) - 1, rc + s(0.250))
-        while True:  # grow the core run, bridging gaps of up to 40 ms
-            left = np.flatnonzero(core[max(lim_lo, start - gap) : start])
-            right = np.flatnonzero(core[end + 1 : min(lim_hi, end + gap) + 1])
-            if len(left) == 0 and len(right) == 0:
-                break
-            if len(left):
-                start = max(lim_lo, start - gap) + int(left[0])
-            if len(right):
-                end = end + 1 + int(right[-1])
-        th = floor + edge * (vmax - floor)
-        below = np.flatnonzero(v[lim_lo:start] < th)
-        on = lim_lo + int(below[-1]) if len(below) else lim_lo
-        below = np.flatnonzero(v[end : lim_hi + 1] < th)
-        off = end + int(below[0]) if len(below) else lim_hi
-        return on, off
+        lim_lo, lim_hi = max(0, rc - s(0.200)), min(n - 1, rc + s(0.250))
+        j = np.arange(lim_lo, lim_hi + 1)
+        vv = v[:, lim_lo : lim_hi + 1]
+        core = vv > (floor + self.config.qrs_core * (vmax - floor))[:, None]
+        big = n + 2 * gap + 1
+        # the core run: from the last core sample at or before the peak with no core sample
+        # within 40 ms before it, to the first at or after it with none within 40 ms after
+        prev = np.maximum.accumulate(np.where(core, j, -big), axis=1)
+        prev = np.concatenate([np.full((k, 1), -big), prev[:, :-1]], axis=1)
+        nxt = np.minimum.accumulate(np.where(core, j, big)[:, ::-1], axis=1)[:, ::-1]
+        nxt = np.concatenate([nxt[:, 1:], np.full((k, 1), big)], axis=1)
+        opens = core & (j - prev > gap) & (j <= pk[:, None])
+        closes = core & (nxt - j > gap) & (j >= pk[:, None])
+        start = np.where(opens, j, -big).max(axis=1)
+        end = np.where(closes, j, big).min(axis=1)
+        below = vv < (floor + edge * (vmax - floor))[:, None]
+        on = np.where(below & (j < start[:, None]), j, lim_lo - 1).max(axis=1)
+        on = np.maximum(on, lim_lo)
+        off = np.where(below & (j >= end[:, None]), j, lim_hi + 1).min(axis=1)
+        off = np.minimum(off, lim_hi)
+        return on, off, found
 
     def _sides(
-        self, y: np.ndarray, dy: np.ndarray, pk: int, lo: int, hi: int, reach: int, ref: int
-    ) -> tuple[int | None, int | None]:
-        """Onset and offset of a wave peaking at ``pk`` within [lo, hi) (trapezium method)."""
-        sign = np.sign(y[pk])
-        a = max(lo, pk - reach)
-        if pk - a < 2:
-            return None, None
-        m_on = a + int(np.argmax(sign * dy[a:pk]))
-        on = _trapezium(y, m_on, max(lo, m_on - ref))
-        b = min(hi, pk + reach)
-        if b - pk < 2:
-            return None, None
-        m_off = pk + int(np.argmin(sign * dy[pk:b]))
-        off = _trapezium(y, m_off, min(hi - 1, m_off + ref))
-        return on, off
+        self, y: np.ndarray, dy: np.ndarray, pk: np.ndarray, lo: int, hi: int, reach: int, ref: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Onsets and offsets of waves peaking at ``pk`` within [lo, hi) (trapezium method)."""
+        sdy = np.sign(y[np.arange(len(pk)), pk])[:, None] * dy
+        a = np.maximum(lo, pk - reach)
+        b = np.minimum(hi, pk + reach)
+        ok = (pk - a >= 2) & (b - pk >= 2)
+        m_on = _first_extreme(sdy, a, pk, reach, top=True)
+        on = _trapezium(y, m_on, np.maximum(lo, m_on - ref), ref)
+        m_off = _first_extreme(sdy, pk, b, reach, top=False)
+        off = _trapezium(y, m_off, np.minimum(hi - 1, m_off + ref), ref)
+        return on, off, ok
 
-    def _end(self, y: np.ndarray, dy: np.ndarray, pk: int, hi: int, ref: int) -> int:
-        """End of a wave whose last lobe peaks at ``pk`` (trapezium method), before ``hi``."""
-        sign = np.sign(y[pk])
-        b = min(hi, pk + self._s(0.120))
-        if b - pk < 2:
-            return pk
-        m = pk + int(np.argmin(sign * dy[pk:b]))
-        return _trapezium(y, m, min(len(y) - 1, m + ref))
+    def _end(self, y: np.ndarray, dy: np.ndarray, pk: np.ndarray, hi: int, ref: int) -> np.ndarray:
+        """Ends of waves whose last lobes peak at ``pk`` (trapezium method), before ``hi``."""
+        sdy = np.sign(y[np.arange(len(pk)), pk])[:, None] * dy
+        b = np.minimum(hi, pk + self._s(0.120))
+        m = _first_extreme(sdy, pk, b, self._s(0.120), top=False)
+        end = _trapezium(y, m, np.minimum(y.shape[1] - 1, m + ref), ref)
+        return np.where(b - pk < 2, pk, end)

@@ -26,6 +26,7 @@ is brought to.
 
 from __future__ import annotations
 
+import bisect
 import math
 from pathlib import Path
 
@@ -94,13 +95,20 @@ def beat_measurements(
     return m
 
 
+def _median(values: list[float]) -> float:
+    """np.median of a few finite numbers, the same float, without numpy's per-call cost."""
+    v = sorted(values)
+    h = len(v) // 2
+    return float(v[h]) if len(v) % 2 else (v[h - 1] + v[h]) / 2.0
+
+
 def _circular_median_deg(values: list[float]) -> float:
     """Median of angles: the median of the values unwrapped around their circular mean."""
     mean = math.degrees(
         math.atan2(*(sum(f(math.radians(v)) for v in values) for f in (math.sin, math.cos)))
     )
     d = [(v - mean + 180.0) % 360.0 - 180.0 for v in values]
-    out = mean + float(np.median(d))
+    out = mean + _median(d)
     return (out + 180.0) % 360.0 - 180.0 if out <= -180.0 or out > 180.0 else out
 
 
@@ -114,14 +122,14 @@ def median_measurements(beats: list[dict]) -> dict:
         elif k.startswith("axis"):
             out[k] = round(_circular_median_deg(v), 1)
         else:
-            out[k] = round(float(np.median(v)), 1)
+            out[k] = round(_median(v), 1)
     amps = [b["qrs_amplitude_mv"] for b in beats if b.get("qrs_amplitude_mv")]
     if amps:
         cols = list(zip(*amps))
         out["qrs_amplitude_mv"] = [
             None
             if not [a for a in c if a is not None]
-            else round(float(np.median([a for a in c if a is not None])), 3)
+            else round(_median([a for a in c if a is not None]), 3)
             for c in cols
         ]
     else:
@@ -171,14 +179,18 @@ class Measurer:
         for b in done:
             m = beat_measurements(b, self.fs, self.leads)
             self._beats.append((self.start + b.r, m, b.leads_used))
-        if self._beats:
-            last = self._beats[-1][0]
-            self._beats = [b for b in self._beats if b[0] >= last - self._keep]
+        if done:  # beats come in R order: the old ones are at the front
+            oldest = self._beats[-1][0] - self._keep
+            if self._beats[0][0] < oldest:
+                k = bisect.bisect_left(self._beats, oldest, key=lambda b: b[0])
+                del self._beats[:k]
         return len(done)
 
     def span(self, start: int, end: int) -> dict | None:
         """``measurements`` of the beats with R in [start, end) (stream samples), or None."""
-        beats = [b for b in self._beats if start <= b[0] < end]
+        lo = bisect.bisect_left(self._beats, start, key=lambda b: b[0])
+        hi = bisect.bisect_left(self._beats, end, key=lambda b: b[0])
+        beats = self._beats[lo:hi]
         if not beats:
             return None
         m = median_measurements([b[1] for b in beats])

@@ -90,12 +90,14 @@ def _train_config(
     patience: int,
     threads: int,
     width: float = 1.0,
+    p_shorten: float = 0.3,
 ):
     from trainer.fit import TrainConfig
 
     return TrainConfig(
         model=model,
         width=width,
+        p_shorten=p_shorten,
         epochs=epochs,
         device=device,
         seed=seed,
@@ -116,6 +118,13 @@ def fit(
         1.0, "--width", min=0.25, max=8.0, help="Multiply every layer's width (1: the default)."
     ),
     epochs: int = typer.Option(30, "--epochs", min=1),
+    p_shorten: float = typer.Option(
+        0.3,
+        "--p-shorten",
+        min=0.0,
+        max=1.0,
+        help="Share of training crops cut shorter than 10 s (2.5 s at least); 0: whole windows.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     folds: int = typer.Option(
         5, "--folds", min=2, help="Inner folds: one for early stopping, all for C and thresholds."
@@ -143,7 +152,9 @@ def fit(
     from trainer.data import load_cache, scan, tqdm_progress
     from trainer.pipeline import fit_bundle
 
-    cfg = _train_config(model, epochs, device, seed, batch_size, patience, threads, width)
+    cfg = _train_config(
+        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten
+    )
     from trainer.fit import pick_device
 
     pick_device(cfg.device)  # fail early on --device cuda without CUDA

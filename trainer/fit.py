@@ -46,7 +46,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    patience: int = 8
+    patience: int = 8  # counted only in the schedule's last third (stopped_early)
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
@@ -61,6 +61,16 @@ class TrainConfig:
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("Invalid value for 'epochs'/'batch_size': expected >= 1")
+
+
+def stopped_early(epochs_done: int, best_epoch: int, cfg: TrainConfig) -> bool:
+    """Whether patience has run out: counted only in the last third of the one-cycle schedule.
+
+    While the learning rate is high the validation metric wanders; a patience counted from
+    the first epoch stopped a run before its rate came down (trainer/EXPERIMENTS.md).
+    """
+    last_third = math.ceil(cfg.epochs * 2 / 3)
+    return epochs_done - max(best_epoch, last_third) >= cfg.patience
 
 
 def pick_device(name: str) -> torch.device:
@@ -217,7 +227,7 @@ def train_extractor(
         sched.load_state_dict(ck["sched"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best, best_epoch = ck["best"], ck["best_epoch"]
-        if start_epoch >= cfg.epochs or start_epoch - best_epoch >= cfg.patience:
+        if start_epoch >= cfg.epochs or stopped_early(start_epoch, best_epoch, cfg):
             start_epoch = cfg.epochs  # that run had finished (or stopped early): nothing to do
             log(f"{ckpt_path} is a finished run (best epoch {best_epoch}); reusing it")
         else:
@@ -296,7 +306,7 @@ def train_extractor(
             + (f"val challenge {vm:.3f}  " if vm is not None else "")
             + f"({times[-1]:.1f} s; at most ~{left_min:.0f} min left)"
         )
-        if epoch + 1 - best_epoch >= cfg.patience:
+        if stopped_early(epoch + 1, best_epoch, cfg):
             log(f"early stop: no better validation metric for {cfg.patience} epochs")
             break
     if rank == 0 and best_path.is_file():
