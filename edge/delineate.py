@@ -64,6 +64,7 @@ import numpy as np
 from edge.errors import check_int, check_positive, invalid
 
 BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
+_BATCH = 32  # beats measured at once, at most
 
 
 @dataclass(frozen=True)
@@ -198,18 +199,17 @@ def _q(values: list[int], q: float) -> int:
     return int(v[round(q * (len(v) - 1))])  # both round half to even
 
 
-def _wave_peak(y: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _wave_peak(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the largest local extremum of ``y`` in [lo, hi) (not a window edge).
 
     Returns (indices, found): rows without one have ``found`` False.
     """
-    k = len(y)
-    if hi - lo < 3:
-        return np.zeros(k, dtype=int), np.zeros(k, dtype=bool)
-    a = np.abs(y[:, lo:hi])
+    a = np.abs(y)
     mid = a[:, 1:-1]
+    j = np.arange(1, y.shape[1] - 1)
     inner = (mid >= a[:, :-2]) & (mid >= a[:, 2:]) & (mid > 0)
-    pos = lo + 1 + np.argmax(np.where(inner, mid, -1.0), axis=1)
+    inner &= (j > lo[:, None]) & (j < hi[:, None] - 1)
+    pos = 1 + np.argmax(np.where(inner, mid, -1.0), axis=1)
     return pos, inner.any(axis=1)
 
 
@@ -252,11 +252,18 @@ class Delineator:
         self._off = self._len = 0  # the buffered signal: _store[:, _off : _off + _len]
         self._start = 0  # stream sample of the first buffered one
         self._n = 0  # samples received
-        self._queue: list[int] = []
+        self._queue: list[int] = []  # R peaks waiting for their look-ahead
+        self._ready: list[tuple[int, int | None]] = []  # (R, previous R) to measure
         self._prev_r: int | None = None
+        self._defer = False
 
-    def push(self, x: np.ndarray, r_peaks=()) -> list[BeatWaves]:
-        """Feed (n_leads, n) samples and the R peaks found so far; return the beats now measured."""
+    def push(self, x: np.ndarray, r_peaks=(), defer: bool = False) -> list[BeatWaves]:
+        """Feed (n_leads, n) samples and the R peaks found so far; return the beats now measured.
+
+        ``defer``: keep beats that are ready for :meth:`collect` (the signal they need
+        stays buffered) and measure them many at a time, which costs less per beat;
+        the waves are the same. At most ``_BATCH`` wait: then they are measured here.
+        """
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] != self.n_leads:
             raise invalid("x", f"an array of shape ({self.n_leads}, n)", getattr(x, "shape", x))
         m = x.shape[1]
@@ -273,8 +280,13 @@ class Delineator:
             if last is not None and r <= last:
                 raise invalid("r_peaks", "increasing stream samples", r)
             self._queue.append(r)
+        self._defer = defer
         out = self._drain(final=False)
+        if len(self._ready) >= _BATCH:
+            out += self.collect()
         drop = self._n - self._keep - self._start
+        if self._ready:  # the windows of the beats waiting to be measured stay
+            drop = min(drop, max(0, self._ready[0][0] - self._lb) - self._start)
         if drop > 0:
             self._off += drop
             self._len -= drop
@@ -290,113 +302,160 @@ class Delineator:
         return self._store[:, self._off : self._off + self._len]
 
     def _drain(self, final: bool) -> list[BeatWaves]:
-        out = []
         while self._queue and (final or self._queue[0] + self._la <= self._n):
             r = self._queue.pop(0)
             if max(0, r - self._lb) >= self._start:  # its window is still buffered
-                out.append(self._measure(r, self._prev_r))
+                self._ready.append((r, self._prev_r))
             self._prev_r = r
+        return self.collect() if final or not self._defer else []
+
+    def collect(self) -> list[BeatWaves]:
+        """Measure the beats that are ready (deferred ones too), in batches; return them."""
+        out: list[BeatWaves] = []
+        batch: list[tuple[int, int | None]] = []
+        for r, prev in self._ready:
+            full = r - self._lb >= 0 and r + self._la <= self._n  # the usual window
+            if not full or len(batch) == _BATCH:
+                if batch:
+                    out += self._measure(batch)
+                batch = []
+            if full:
+                batch.append((r, prev))
+            else:  # cut by the stream's start or end: on its own
+                out += self._measure([(r, prev)])
+        if batch:
+            out += self._measure(batch)
+        self._ready = []
         return out
 
-    # ------------------------------------------------------------ one beat
+    # ------------------------------------------------------------ beats
 
-    def _measure(self, r: int, prev_r: int | None) -> BeatWaves:
+    def _measure(self, todo: list[tuple[int, int | None]]) -> list[BeatWaves]:
+        """Delineate beats (R, previous R) whose windows share one layout, all at once.
+
+        Each step works on rows (a beat, or one usable lead of a beat) on their
+        own, so a beat's waves do not depend on the other beats of the batch.
+        """
         fs, c = self.fs, self.config
         s = self._s
-        a = max(0, r - self._lb)
-        b = min(self._n, r + self._la)
-        w = self._buf[:, a - self._start : b - self._start]
-        n_leads, n = w.shape
-        rc = r - a  # R in window coordinates
-        rr = None if prev_r is None else r - prev_r
+        r0 = todo[0][0]
+        a0 = max(0, r0 - self._lb)
+        n, rc = min(self._n, r0 + self._la) - a0, r0 - a0  # window length, R in it
         none = Waves()
+        rrs = [None if prev is None else r - prev for r, prev in todo]
         if n < s(0.2) or rc < s(0.1):
-            return self._empty(r, rr, none)
-        p2p = np.ptp(w, axis=1)
-        ok = (p2p >= 0.02) & (p2p <= 15.0) & np.isfinite(w).all(axis=1)
-        used = [int(i) for i in np.flatnonzero(ok)]
-        if not used:
-            return self._empty(r, rr, none)
-        use = set(used)
+            return [self._empty(r, rr, none) for (r, _), rr in zip(todo, rrs)]
+        starts = [r - rc for r, _ in todo]  # window starts, stream samples
+        buf = self._buf
+        w = np.stack([buf[:, a - self._start : a - self._start + n] for a in starts])
+        p2p = np.ptp(w, axis=2)
+        ok = (p2p >= 0.02) & (p2p <= 15.0) & np.isfinite(w).all(axis=2)  # (beats, leads)
         xs = _box(w, s(0.004))
-        d = np.abs(np.gradient(xs, axis=1)) * fs  # mV/s
+        d = np.abs(np.gradient(xs, axis=2)) * fs  # mV/s
         xl = _box(w, s(0.040))
-        dxl = np.gradient(xl, axis=1)
-        noise = 1.4826 * np.median(np.abs(xs - xl), axis=1)  # robust: not the QRS
-        # ---- global QRS from the spatial velocity
-        v = np.sqrt((d[used] ** 2).sum(axis=0))
-        g_on, g_off, g_ok = self._qrs(v[None], rc, c.qrs_edge, np.array([_p10(v)]))
-        if not g_ok[0]:
-            return self._empty(r, rr, none)
-        q_on, q_off = int(g_on[0]), int(g_off[0])
-        # ---- per lead, the usable leads at once (rows of the arrays below)
-        u = np.asarray(used)
-        lo_p = q_on - s(0.320)
-        if rr is not None:
-            lo_p = max(lo_p, rc - rr // 2)
-        lo_p = max(0, lo_p)
-        hi_p = q_on - s(0.016)
-        t_lo = q_off + s(0.060)
-        # the T peak: before R + 0.1 s + 0.45 sqrt(RR) (QT prolonged by 25 % on Bazett's
-        # curve) and before the next P can start (0.75 RR); its end: before R + 0.9 RR
-        rr_s = rr / fs if rr is not None else 1.0
-        t_hi = min(n, rc + s(min(0.1 + 0.45 * np.sqrt(rr_s), 0.75 * rr_s)))
-        t_end = min(n, rc + self._la, rc + s(0.9 * rr_s))
-        l_on, l_off, l_ok = self._qrs(d[u], rc, c.qrs_edge_lead, _p10(d)[u])
-        lead_on = np.where(l_ok, l_on, q_on)
-        base = np.zeros(n_leads)
-        base[u] = self._baseline(xl[u], lead_on)
-        y = xl[u] - base[u, None]
-        floor = 3.0 * noise[u]
+        dxl = np.gradient(xl, axis=2)
+        noise = 1.4826 * np.median(np.abs(xs - xl), axis=2)  # robust: not the QRS
+        # ---- global QRS from the spatial velocity of the usable leads
+        v = np.sqrt((np.where(ok[:, :, None], d, 0.0) ** 2).sum(axis=1))
+        q_on, q_off, found = self._qrs(v, rc, c.qrs_edge, _p10(v))
+        found &= ok.any(axis=1)
+        # ---- per beat: where its P and T are looked for
+        lo_p, hi_p, t_lo, t_hi, t_end = (np.zeros(len(todo), dtype=int) for _ in range(5))
+        for k, rr in enumerate(rrs):
+            lo = int(q_on[k]) - s(0.320)
+            if rr is not None:
+                lo = max(lo, rc - rr // 2)
+            lo_p[k], hi_p[k], t_lo[k] = max(0, lo), q_on[k] - s(0.016), q_off[k] + s(0.060)
+            # the T peak: before R + 0.1 s + 0.45 sqrt(RR) (QT prolonged by 25 % on Bazett's
+            # curve) and before the next P can start (0.75 RR); its end: before R + 0.9 RR
+            rr_s = rr / fs if rr is not None else 1.0
+            t_hi[k] = min(n, rc + s(min(0.1 + 0.45 * np.sqrt(rr_s), 0.75 * rr_s)))
+            t_end[k] = min(n, rc + self._la, rc + s(0.9 * rr_s))
+        # ---- per lead: the usable leads of the beats found, one row each
+        bi, li = np.nonzero(ok & found[:, None])
+        rows = np.arange(len(bi))
+        l_on, l_off, l_ok = self._qrs(d[bi, li], rc, c.qrs_edge_lead, _p10(d)[bi, li])
+        base = np.zeros(ok.shape)
+        base[bi, li] = self._baseline(xl[bi, li], np.where(l_ok, l_on, q_on[bi]))
+        y = xl[bi, li] - base[bi, li][:, None]
+        floor = 3.0 * noise[bi, li]
         amp = np.abs(y)
-        rows = np.arange(len(u))
-        pp, has_p = _wave_peak(y, lo_p, hi_p)
+        dy = dxl[bi, li]
+        pp, has_p = _wave_peak(y, lo_p[bi], hi_p[bi])
         has_p &= amp[rows, pp] >= np.maximum(c.min_p_mv, floor)
         if c.p_prominence > 0 and has_p.any():  # a P stands out of its window; f waves do not
-            j = np.arange(lo_p, max(lo_p, hi_p))
+            j = np.arange(n)
             near = (j >= pp[:, None] - s(0.060)) & (j < pp[:, None] + s(0.060))
-            if near.shape[1]:
-                rest = np.where(near, 0.0, amp[:, lo_p:hi_p]).max(axis=1)
-                has_p &= ~(rest * c.p_prominence > amp[rows, pp])
+            inside = (j >= lo_p[bi, None]) & (j < hi_p[bi, None]) & ~near
+            rest = np.where(inside, amp, 0.0).max(axis=1)
+            has_p &= ~(rest * c.p_prominence > amp[rows, pp])
         p_on, p_off, p_ok = self._sides(
-            y, dxl[u], pp, lo_p, hi_p + s(0.016), s(0.080), s(c.p_ref_s)
+            y, dy, pp, lo_p[bi], hi_p[bi] + s(0.016), s(0.080), s(c.p_ref_s)
         )
         has_p &= p_ok
-        tp, has_t = _wave_peak(y, t_lo, t_hi)
+        tp, has_t = _wave_peak(y, t_lo[bi], t_hi[bi])
         has_t &= amp[rows, tp] >= np.maximum(c.min_t_mv, floor)
         last = tp.copy()
         if c.biphasic_s > 0:  # a later opposite lobe makes the T biphasic
             for k in np.flatnonzero(has_t):
-                lat, found = _wave_peak(
-                    y[k : k + 1], tp[k] + s(0.040), min(t_end, tp[k] + s(c.biphasic_s))
-                )
+                lo, hi = tp[k] + s(0.040), min(t_end[bi[k]], tp[k] + s(c.biphasic_s))
+                later, got = _wave_peak(y[k : k + 1], np.array([lo]), np.array([hi]))
+                m = later[0]
                 if (
-                    found[0]
-                    and y[k, lat[0]] * y[k, tp[k]] < 0
-                    and amp[k, lat[0]] >= c.biphasic_ratio * amp[k, tp[k]]
+                    got[0]
+                    and y[k, m] * y[k, tp[k]] < 0
+                    and amp[k, m] >= c.biphasic_ratio * amp[k, tp[k]]
                 ):
-                    last[k] = lat[0]
-        t_off = self._end(y, dxl[u], last, t_end, s(c.t_ref_s))
-        leads: list[Waves] = [none] * n_leads
-        peaks_p: list[tuple[int, int, int]] = []
-        t_offs: list[int] = []
+                    last[k] = m
+        t_off = self._end(y, dy, last, t_end[bi], s(c.t_ref_s))
+        # ---- per row, its waves (stream samples); per beat, the global ones
         ab = self._abs
-        for k, i in enumerate(used):
-            pw = (int(pp[k]), int(p_on[k]), int(p_off[k])) if has_p[k] else None
-            tw = (int(tp[k]), int(t_off[k])) if has_t[k] else None
-            if pw is not None:
-                peaks_p.append(pw)
-            if tw is not None:
-                t_offs.append(tw[1])
-            leads[i] = Waves(
-                None if pw is None else ab(a, "p_on", pw[1]),
-                None if pw is None else ab(a, "p_off", pw[2]),
-                ab(a, "qrs_on", int(l_on[k])) if l_ok[k] else None,
-                ab(a, "qrs_off", int(l_off[k])) if l_ok[k] else None,
-                None if tw is None else ab(a, "t_peak", tw[0]),
-                None if tw is None else ab(a, "t_off", tw[1]),
+        lead_waves, peaks_p, t_offs = [], [], []
+        for q, k in enumerate(bi.tolist()):
+            at, p, t, qrs = starts[k], bool(has_p[q]), bool(has_t[q]), bool(l_ok[q])
+            lead_waves.append(
+                Waves(
+                    ab(at, "p_on", int(p_on[q])) if p else None,
+                    ab(at, "p_off", int(p_off[q])) if p else None,
+                    ab(at, "qrs_on", int(l_on[q])) if qrs else None,
+                    ab(at, "qrs_off", int(l_off[q])) if qrs else None,
+                    ab(at, "t_peak", int(tp[q])) if t else None,
+                    ab(at, "t_off", int(t_off[q])) if t else None,
+                )
             )
-        # ---- global P and T
+            peaks_p.append((int(pp[q]), int(p_on[q]), int(p_off[q])) if p else None)
+            t_offs.append(int(t_off[q]) if t else None)
+        out = []
+        first = np.searchsorted(bi, np.arange(len(todo) + 1)).tolist()
+        for k, ((r, _), rr) in enumerate(zip(todo, rrs)):
+            if not found[k]:
+                out.append(self._empty(r, rr, none))
+                continue
+            part = slice(first[k], first[k + 1])
+            out.append(
+                self._assemble(
+                    r, rr, starts[k], w[k], y[part], base[k], li[part].tolist(), lead_waves[part],
+                    [p for p in peaks_p[part] if p is not None],
+                    [t for t in t_offs[part] if t is not None],
+                    int(q_on[k]), int(q_off[k]), int(t_lo[k]), int(t_hi[k]),
+                )
+            )  # fmt: skip
+        return out
+
+    def _assemble(
+        self, r, rr, a, w, y, base, used, lead_waves, peaks_p, t_offs, q_on, q_off, t_lo, t_hi
+    ) -> BeatWaves:
+        """One beat from its leads' waves: global P, QRS and T, areas and amplitudes.
+
+        ``a``: the window's start (stream sample); ``w``: its (leads, n) signal; ``y``
+        and ``lead_waves``: the rows of the ``used`` leads; boundaries are window samples.
+        """
+        c, s, fs = self.config, self._s, self.fs
+        n_leads = w.shape[0]
+        leads = [Waves()] * n_leads
+        for i, lw in zip(used, lead_waves):
+            leads[i] = lw
+        use = set(used)
         need_p, need_t = min(c.min_p_leads, len(used)), min(c.min_t_leads, len(used))
         if c.qrs_from_leads:
             ons = [lw.qrs_on - a for lw in leads if lw.qrs_on is not None]
@@ -416,18 +475,18 @@ class Delineator:
         g_t_peak = g_t_off = None
         if len(t_offs) >= need_t:
             g_t_off = _q(t_offs, 1 - c.t_q)
-            yl = xl[used] - base[used, None]
-            mag = np.sqrt((yl[:, t_lo:t_hi] ** 2).sum(axis=0))
+            mag = np.sqrt((y[:, t_lo:t_hi] ** 2).sum(axis=0))
             g_t_peak = min(t_lo + int(np.argmax(mag)), g_t_off - 1)
-        g_qrs_on = self._abs(a, "qrs_on", q_on)
-        g_p_off = self._abs(a, "p_off", g_p_off)
+        ab = self._abs
+        g_qrs_on = ab(a, "qrs_on", q_on)
+        g_p_end = ab(a, "p_off", g_p_off)
         glob = Waves(
-            self._abs(a, "p_on", g_p_on),
-            None if g_p_off is None else min(g_p_off, g_qrs_on),  # the P ends by the QRS
+            ab(a, "p_on", g_p_on),
+            None if g_p_end is None else min(g_p_end, g_qrs_on),  # the P ends by the QRS
             g_qrs_on,
-            self._abs(a, "qrs_off", q_off),
-            self._abs(a, "t_peak", g_t_peak),
-            self._abs(a, "t_off", g_t_off),
+            ab(a, "qrs_off", q_off),
+            ab(a, "t_peak", g_t_peak),
+            ab(a, "t_off", g_t_off),
         )
         areas: dict = {}
         for name, lo, hi in (("p", g_p_on, g_p_off), ("qrs", q_on, q_off), ("t", q_off, g_t_off)):

@@ -162,6 +162,7 @@ class Measurer:
 
     def restart(self, start: int) -> None:
         """A new stream segment from stream sample ``start`` (the filters restarted)."""
+        self._catch_up()  # the beats of the segment that ended, on its own stream samples
         self.start = int(start)
         self._delineator.reset()
 
@@ -174,8 +175,18 @@ class Measurer:
         self._beats = []
 
     def push(self, x: np.ndarray, r_peaks=()) -> int:
-        """Feed a chunk and its new R peaks (stream samples); return the beats measured."""
-        done = self._delineator.push(x, [r - self.start for r in r_peaks])
+        """Feed a chunk and its new R peaks (stream samples); return the beats measured.
+
+        Beats are delineated when their measurements are asked for (:meth:`span`,
+        :meth:`recent`), many at once (or 32 at a time): the same waves, less per beat.
+        """
+        done = self._delineator.push(x, [r - self.start for r in r_peaks], defer=True)
+        return self._keep_beats(done)
+
+    def _catch_up(self) -> None:
+        self._keep_beats(self._delineator.collect())
+
+    def _keep_beats(self, done: list[BeatWaves]) -> int:
         for b in done:
             m = beat_measurements(b, self.fs, self.leads)
             self._beats.append((self.start + b.r, m, b.leads_used))
@@ -188,6 +199,7 @@ class Measurer:
 
     def span(self, start: int, end: int) -> dict | None:
         """``measurements`` of the beats with R in [start, end) (stream samples), or None."""
+        self._catch_up()
         lo = bisect.bisect_left(self._beats, start, key=lambda b: b[0])
         hi = bisect.bisect_left(self._beats, end, key=lambda b: b[0])
         beats = self._beats[lo:hi]
@@ -206,6 +218,7 @@ class Measurer:
 
     def recent(self, seconds: float = 10.0) -> dict | None:
         """``measurements`` of the beats of the last ``seconds`` measured."""
+        self._catch_up()
         if not self._beats:
             return None
         last = self._beats[-1][0]
