@@ -167,6 +167,8 @@ class Agent:
         self._stop = threading.Event()
         self._source: SampleSource | None = None
         self.summary = AgentSummary()
+        self._chunks_seen = 0  # chunks processed: what _measurements keeps is for one
+        self._measured_for: tuple[Any, dict[str, Any] | None] = (None, None)
         self._pre: Preprocessor | None = None
         self._framer = Framer(self.hop, self.config.frame_samples)
         self._raw_framer = Framer(self.hop, self.config.frame_samples)
@@ -255,6 +257,7 @@ class Agent:
 
     def process(self, chunk: Chunk) -> None:
         """Push one chunk through the stream, emitting what it completes."""
+        self._chunks_seen += 1
         new_record = chunk.record != self._record
         if new_record:
             self.end_segment()
@@ -490,17 +493,25 @@ class Agent:
     def _emit(self, event: Event, payload: Any = None, kind: str | None = None) -> None:
         strip = None
         if kind == "alert" and self.evidence is not None:  # the alert refers to its strip
-            payload, strip = self.evidence.attach(payload)
+            payload, strip = self.evidence.attach_later(payload)
             event = {**event, "strip": payload.strip} if strip is not None else event
-        self.sink(event)
         if self.publisher is not None and payload is not None:
             getattr(self.publisher, f"publish_{kind}")(payload)
-        if strip is not None:  # spooled after its alert: the alert is not delayed by it
-            self.publisher.publish_strip(strip)
+        self.sink(event)
+        if strip is not None:  # built and spooled after its alert: the alert is not delayed
+            self.publisher.publish_strip(strip())
 
     def _measurements(self, start: int, end: int) -> dict[str, Any] | None:
-        """The ``measurements`` of the beats in [start, end) measured so far (edge.measure)."""
-        return None if self.measurer is None else self.measurer.span(start, end)
+        """The ``measurements`` of the beats in [start, end) measured so far (edge.measure).
+
+        Kept for the chunk being processed: a frame's event and its alerts share them.
+        """
+        if self.measurer is None:
+            return None
+        key = (self._chunks_seen, start, end)
+        if self._measured_for[0] != key:
+            self._measured_for = (key, self.measurer.span(start, end))
+        return self._measured_for[1]
 
     def _bpm_now(self) -> float | None:
         # the monitor's heart rate now, for the live waveform (None before the monitor)

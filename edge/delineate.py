@@ -298,6 +298,11 @@ class Delineator:
         return self._drain(final=True)
 
     @property
+    def n_ready(self) -> int:
+        """Beats ready to be measured, waiting for :meth:`collect` (``push(defer=True)``)."""
+        return len(self._ready)
+
+    @property
     def _buf(self) -> np.ndarray:
         return self._store[:, self._off : self._off + self._len]
 

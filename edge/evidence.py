@@ -120,6 +120,15 @@ class Evidence:
 
         The strip's time is reckoned from the last chunk pushed (its ``received_at``).
         """
+        alert, build = self.attach_later(alert)
+        return alert, None if build is None else build()
+
+    def attach_later(self, alert: Any) -> tuple[Any, Callable[[], dict[str, Any]] | None]:
+        """:meth:`attach`, the strip payload built when asked: ``(alert, build)``.
+
+        The alert (with its strip reference) can be spooled first and the strip's
+        encoding and checking (a few ms) done after it, off the alert's path.
+        """
         from bridge.strip import alert_summary, strip_payload, strip_reference
 
         if alert.kind == "diagnosis":  # the frame the classifier decided on
@@ -130,23 +139,28 @@ class Evidence:
         if got is None:
             return alert, None
         start, x = got
+        x = x.copy()  # the buffer moves on with the next chunk
         n = x.shape[1]
         received = self._received_at
         wall_end = time.time() - (time.monotonic() - received) - (self._end - start - n) / self.fs
-        payload = strip_payload(
-            alert.alert_id,
-            self.device_id,
-            self.fs,
-            start,
-            n,
-            _utc(wall_end - n / self.fs),
-            LEADS,
-            encode_uv(x),
-            alert_summary(alert),
-            filter=self.band,
-        )
         ref = strip_reference(self.device_id, alert.alert_id, start, n, self.fs, LEADS)
-        return dataclasses.replace(alert, strip=ref), payload
+        alert = dataclasses.replace(alert, strip=ref)
+
+        def build() -> dict[str, Any]:
+            return strip_payload(
+                alert.alert_id,
+                self.device_id,
+                self.fs,
+                start,
+                n,
+                _utc(wall_end - n / self.fs),
+                LEADS,
+                encode_uv(x),
+                alert_summary(alert),
+                filter=self.band,
+            )
+
+        return alert, build
 
     # ------------------------------------------------------------------ live
 

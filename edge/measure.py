@@ -137,6 +137,7 @@ def median_measurements(beats: list[dict]) -> dict:
     return out
 
 
+GROUP = 4  # beats delineated together by Measurer.push
 METHOD = "median over the beats; global onsets and offsets over the leads used (edge.delineate)"
 
 
@@ -177,10 +178,14 @@ class Measurer:
     def push(self, x: np.ndarray, r_peaks=()) -> int:
         """Feed a chunk and its new R peaks (stream samples); return the beats measured.
 
-        Beats are delineated when their measurements are asked for (:meth:`span`,
-        :meth:`recent`), many at once (or 32 at a time): the same waves, less per beat.
+        Beats are delineated ``GROUP`` at a time (or when their measurements are
+        asked for: :meth:`span`, :meth:`recent`): the same waves, half the cost per
+        beat, and at most ``GROUP - 1`` beats left to do when a frame's alert needs them.
         """
-        done = self._delineator.push(x, [r - self.start for r in r_peaks], defer=True)
+        d = self._delineator
+        done = d.push(x, [r - self.start for r in r_peaks], defer=True)
+        if d.n_ready >= GROUP:
+            done += d.collect()
         return self._keep_beats(done)
 
     def _catch_up(self) -> None:
