@@ -7,7 +7,9 @@ no broker) at the default hop and the replay's default 0.1 s chunks (as a
 serial device delivers them; 1 s chunks are measured beside, to show the
 per-chunk overhead) and reports its CPU time
 (``time.process_time``) and wall time. One worker alone gives the one-core
-figure; two at once on CPUs 0 and 1 give the scaling.
+figure; two at once on CPUs 0 and 1 give the scaling. The same run without
+the measurements (``--without-measurements``: no delineation, no intervals)
+gives what they cost (``measurements_share``; the goal is at most 20 %).
 """
 
 from __future__ import annotations
@@ -25,14 +27,38 @@ import numpy as np
 from benchmarks._common import PY, REPO, BundleRef, print_table, shown, spread
 
 
+class _NoMeasurer:
+    """Stands in for edge.measure.Measurer: nothing delineated, no measurements."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def push(self, *args) -> int:  # type: ignore[no-untyped-def]
+        return 0
+
+    def restart(self, *args) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def span(self, *args) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    def recent(self, *args) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
 def _worker(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpu", type=int, required=True)
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--chunk-s", type=float, default=0.1)
+    ap.add_argument("--without-measurements", action="store_true")
     ap.add_argument("records", nargs="+")
     a = ap.parse_args(argv)
     os.sched_setaffinity(0, {a.cpu})
+    if a.without_measurements:
+        import edge.agent
+
+        edge.agent.Measurer = _NoMeasurer  # type: ignore[misc, assignment]
     from edge.agent import Agent
     from edge.bundle import load_bundle
     from edge.records import read_header
@@ -56,7 +82,9 @@ def _worker(argv: list[str]) -> None:
     print(json.dumps({"signal_s": signal_s, "cpu_s": cpu, "wall_s": wall, **counts}))
 
 
-def _spawn(cpu: int, ref: BundleRef, records: list[Path], chunk_s: float = 0.1) -> subprocess.Popen:
+def _spawn(
+    cpu: int, ref: BundleRef, records: list[Path], chunk_s: float = 0.1, measure: bool = True
+) -> subprocess.Popen:
     cmd = [
         PY,
         "-m",
@@ -67,6 +95,7 @@ def _spawn(cpu: int, ref: BundleRef, records: list[Path], chunk_s: float = 0.1) 
         "--chunk-s",
         str(chunk_s),
     ]
+    cmd += [] if measure else ["--without-measurements"]
     cmd += ["--bundle", str(ref.path), *map(str, records)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
@@ -85,7 +114,7 @@ def _collect(procs: list[subprocess.Popen]) -> list[dict]:
 def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
     """``realtime_factor_one_core``, ``streams_per_core`` and the two-process scaling."""
     n_cpu = len(os.sched_getaffinity(0))
-    one_cpu, one_wall, two_wall, big_chunks, runs = [], [], [], [], []
+    one_cpu, one_wall, two_wall, big_chunks, runs, bare = [], [], [], [], [], []
     for _ in range(repeats):
         (r,) = _collect([_spawn(0, ref, records)])
         one_cpu.append(r["signal_s"] / r["cpu_s"])
@@ -93,6 +122,8 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
         runs.append(r)
         (rb,) = _collect([_spawn(0, ref, records, chunk_s=1.0)])
         big_chunks.append(rb["signal_s"] / rb["cpu_s"])
+        (rn,) = _collect([_spawn(0, ref, records, measure=False)])
+        bare.append(rn["signal_s"] / rn["cpu_s"])
         if n_cpu >= 2:
             rs = _collect([_spawn(0, ref, records), _spawn(1, ref, records)])
             two_wall.append(sum(x["signal_s"] for x in rs) / max(x["wall_s"] for x in rs))
@@ -105,6 +136,9 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
         "streams_per_core": rt,
         "realtime_factor_one_core_1s_chunks": float(np.median(big_chunks)),
         "realtime_factor_one_core_1s_chunks_spread": spread(big_chunks),
+        "realtime_factor_one_core_without_measurements": float(np.median(bare)),
+        # the share of the agent's time that delineation and measurements take
+        "measurements_share": 1.0 - rt / float(np.median(bare)),
         "chunk_s": 0.1,
         "frames_per_signal_s": frames_per_signal_s,
         "signal_s": runs[0]["signal_s"],
@@ -117,6 +151,7 @@ def measure(ref: BundleRef, records: list[Path], repeats: int) -> dict:
     }
     rows = [["1 process, CPU 0", rt, float(np.median(one_wall)), rt]]
     rows.append(["1 process, CPU 0, 1 s chunks", float(np.median(big_chunks)), "", ""])
+    rows.append(["1 process, CPU 0, no measurements", float(np.median(bare)), "", ""])
     if two_wall:
         two = float(np.median(two_wall))
         out["two_process"] = {

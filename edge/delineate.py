@@ -204,12 +204,16 @@ def _wave_peak(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
 
     Returns (indices, found): rows without one have ``found`` False.
     """
-    a = np.abs(y)
+    u0 = max(0, int(lo.min())) if len(lo) else 0  # the span of every row's window
+    u1 = min(y.shape[1], int(hi.max())) if len(hi) else 0
+    if u1 - u0 < 3:
+        return np.zeros(len(y), dtype=int), np.zeros(len(y), dtype=bool)
+    a = np.abs(y[:, u0:u1])
     mid = a[:, 1:-1]
-    j = np.arange(1, y.shape[1] - 1)
+    j = np.arange(u0 + 1, u1 - 1)
     inner = (mid >= a[:, :-2]) & (mid >= a[:, 2:]) & (mid > 0)
     inner &= (j > lo[:, None]) & (j < hi[:, None] - 1)
-    pos = 1 + np.argmax(np.where(inner, mid, -1.0), axis=1)
+    pos = u0 + 1 + np.argmax(np.where(inner, mid, -1.0), axis=1)
     return pos, inner.any(axis=1)
 
 
@@ -414,22 +418,21 @@ class Delineator:
                     last[k] = m
         t_off = self._end(y, dy, last, t_end[bi], s(c.t_ref_s))
         # ---- per row, its waves (stream samples); per beat, the global ones
-        ab = self._abs
-        lead_waves, peaks_p, t_offs = [], [], []
-        for q, k in enumerate(bi.tolist()):
-            at, p, t, qrs = starts[k], bool(has_p[q]), bool(has_t[q]), bool(l_ok[q])
-            lead_waves.append(
-                Waves(
-                    ab(at, "p_on", int(p_on[q])) if p else None,
-                    ab(at, "p_off", int(p_off[q])) if p else None,
-                    ab(at, "qrs_on", int(l_on[q])) if qrs else None,
-                    ab(at, "qrs_off", int(l_off[q])) if qrs else None,
-                    ab(at, "t_peak", int(tp[q])) if t else None,
-                    ab(at, "t_off", int(t_off[q])) if t else None,
-                )
-            )
-            peaks_p.append((int(pp[q]), int(p_on[q]), int(p_off[q])) if p else None)
-            t_offs.append(int(t_off[q]) if t else None)
+        at = np.asarray(starts)[bi]
+        bounds = []
+        for kind, k, has in (
+            ("p_on", p_on, has_p), ("p_off", p_off, has_p), ("qrs_on", l_on, l_ok),
+            ("qrs_off", l_off, l_ok), ("t_peak", tp, has_t), ("t_off", t_off, has_t),
+        ):  # fmt: skip
+            v = np.rint(at + k + self._bias[kind]).astype(int).tolist()  # as round(): half to even
+            bounds.append([x if h else None for x, h in zip(v, has.tolist())])
+        lead_waves = [Waves(*b) for b in zip(*bounds)]
+        has_pl, has_tl = has_p.tolist(), has_t.tolist()
+        peaks_p = [
+            (a, b, c) if h else None
+            for a, b, c, h in zip(pp.tolist(), p_on.tolist(), p_off.tolist(), has_pl)
+        ]
+        t_offs = [t if h else None for t, h in zip(t_off.tolist(), has_tl)]
         out = []
         first = np.searchsorted(bi, np.arange(len(todo) + 1)).tolist()
         for k, ((r, _), rr) in enumerate(zip(todo, rrs)):
