@@ -71,6 +71,9 @@ def sanity(r: dict) -> list[str]:
     return bad
 
 
+STREAMED = "cnn"  # the stream benchmarks (throughput, stages, end to end) run the shipped model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="CI mode: fewer frames, no ARM")
@@ -114,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             r["frame_latency_ms"][model]["int8_frame_pass"] = res["int8"]["full_frame_ms"]
     r["limit"] = step("limit", lambda: limit.measure(refs, r["frame_latency_ms"], 3 if q else 7))
     r["end_to_end_ms"] = step(
-        "e2e", lambda: e2e.measure(refs["resnet"], records, reps, 3 if q else 20)
+        "e2e", lambda: e2e.measure(refs[STREAMED], records, reps, 3 if q else 20)
     )
     r["spool_put_ms"] = step("spool", lambda: spool.measure(out, 100 if q else 500))
-    tp = step("throughput", lambda: throughput.measure(refs["resnet"], records, reps))
-    inc = r["incremental"]["resnet"].get("int8")
+    tp = step("throughput", lambda: throughput.measure(refs[STREAMED], records, reps))
+    inc = r["incremental"][STREAMED].get("int8")
     if inc is not None:  # same bundle, same hop: the classifier stage alone, per CPU second
         hop_ms = tp["hop_s"] * 1000.0
         tp["classifier_ceiling_one_core"] = hop_ms / (inc["per_hop_ms"]["p50"] + inc["head_ms"])
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         tp["ratio_to_classifier_ceiling"] = (
             tp["realtime_factor_one_core"] / tp["classifier_ceiling_one_core"]
         )
-    tp["stages"] = step("stages", lambda: stages.measure(refs["resnet"], records))
+    tp["stages"] = step("stages", lambda: stages.measure(refs[STREAMED], records))
     r["throughput"] = tp
     r["realtime_factor_one_core"] = tp["realtime_factor_one_core"]
     r["streams_per_core"] = tp["streams_per_core"]

@@ -1,4 +1,9 @@
-"""Per-frame latency, one thread: onnxruntime int8 and fp32, and torch eager fp32, side by side.
+"""Per-frame latency, one thread: onnxruntime int8 and fp32, torch eager fp32 and OpenVINO.
+
+OpenVINO is the other engine a user would pick for a CPU: it reads the same
+ONNX files (fp32 and the int8 QDQ graph) with no conversion step, targets x86
+and ARM CPUs, and is on PyPI (``openvino``, benchmarks only, never on the
+device). It runs with one inference thread and the latency hint.
 
 Each repeat times ``n_frames`` real frames (after warm-up) one at a time,
 interleaving the three engines frame by frame (the order rotates), so a
@@ -35,7 +40,31 @@ def _engines(ref: BundleRef) -> dict:
                 return model.features(torch.from_numpy(x)).numpy()
 
         eng["torch"] = run_torch
+    try:
+        import openvino
+    except ImportError:  # the dev extra installs it; without it, not measured
+        return bundle, eng
+    core = openvino.Core()
+    for p in ("int8", "fp32"):
+        compiled = core.compile_model(
+            core.read_model(str(bundle.extractor_path(p))),
+            "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1},
+        )
+        request = compiled.create_infer_request()
+        eng[f"openvino_{p}"] = _openvino_rows(request, bundle.manifest.pools_in_graph)
     return bundle, eng
+
+
+def _openvino_rows(request, pooled: bool):  # type: ignore[no-untyped-def]
+    """As ``Classifier.window_rows``: the extractor through OpenVINO, then the same pooling."""
+    from edge.classify import pool_windows
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = next(iter(request.infer({0: np.ascontiguousarray(x, dtype=np.float32)}).values()))
+        return out.astype(np.float64) if pooled else pool_windows(out)
+
+    return run
 
 
 def measure(refs: dict[str, BundleRef], n_frames: int, repeats: int, warmup: int = 5) -> dict:
@@ -79,7 +108,9 @@ def measure(refs: dict[str, BundleRef], n_frames: int, repeats: int, warmup: int
         res["bundle_source"] = ref.source
         if "torch" not in eng:
             res["torch_note"] = "no torch checkpoint next to the bundle: torch not measured"
-        for a, b in (("fp32", "int8"), ("torch", "int8"), ("torch", "fp32")):
+        pairs = [("fp32", "int8"), ("torch", "int8"), ("torch", "fp32")]
+        pairs += [("openvino_int8", "int8"), ("openvino_fp32", "fp32")]
+        for a, b in pairs:
             if a in res and b in res:
                 res[f"speedup_{b}_vs_{a}"] = res[a]["p50"] / res[b]["p50"]
         out[model] = res

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from benchmarks.accuracy import METRICS
 
+_ENGINE_NAMES = {
+    "int8": "onnxruntime int8",
+    "fp32": "onnxruntime fp32",
+    "torch": "torch eager fp32",
+    "openvino_int8": "OpenVINO int8 (same ONNX)",
+    "openvino_fp32": "OpenVINO fp32 (same ONNX)",
+}
+
 
 def _f(v, nd: int = 2) -> str:  # type: ignore[no-untyped-def]
     if v is None:
@@ -57,6 +65,9 @@ def goals(r: dict) -> list[tuple[str, str, bool | None]]:
         )
     if e is not None:
         out.append(("end-to-end p99 <= 10 ms", f"{e:.1f} ms", e <= 10))
+    if "measurements_share" in t:  # issue 17
+        q = t["measurements_share"]
+        out.append(("delineation and measurements <= 20 % of the agent", f"{q:.0%}", q <= 0.2))
     return out
 
 
@@ -85,12 +96,12 @@ def render(r: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for model, res in r.get("frame_latency_ms", {}).items():
-        for p in ("int8", "fp32", "torch"):
+        for p in ("int8", "fp32", "torch", "openvino_int8", "openvino_fp32"):
             if p in res:
                 x = res[p]
                 sp = x["spread_p50"]
                 lines.append(
-                    f"| {model} | {p if p != 'torch' else 'torch eager fp32'} | {_f(x['p50'])} | "
+                    f"| {model} | {_ENGINE_NAMES.get(p, p)} | {_f(x['p50'])} | "
                     f"{_f(x['p90'])} | {_f(x['p99'])} | {_f(sp['min'])}-{_f(sp['max'])} | "
                     f"{x['cosine_vs_fp32_min']:.4f} |"
                 )
@@ -205,6 +216,10 @@ def render(r: dict) -> str:
             f"| signal s per wall s, 1 process pinned to CPU 0 | {t['realtime_factor_one_core_wall']:.0f} | |",
             f"| signal s per CPU s, one core, 1 s chunks instead of 0.1 s | {t['realtime_factor_one_core_1s_chunks']:.0f} | {t['realtime_factor_one_core_1s_chunks_spread']['min']:.0f}-{t['realtime_factor_one_core_1s_chunks_spread']['max']:.0f} |",
         ]
+        if "measurements_share" in t:
+            lines.append(
+                f"| signal s per CPU s, one core, without delineation and measurements | {t['realtime_factor_one_core_without_measurements']:.0f} | (they take {t['measurements_share']:.0%} of the agent) |"
+            )
         if "two_process" in t:
             tp = t["two_process"]
             lines.append(
