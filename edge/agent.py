@@ -292,8 +292,9 @@ class Agent:
         n_beats = self.monitor.n_beats
         for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
             self._alarm_event(ev, chunk.received_at, chunk.record)
-        if self.measurer is not None:
-            self.measurer.push(filtered, self.monitor.beats_since(n_beats))
+        if self.measurer is not None:  # a frame ends within 1 s: its beats delineated now
+            soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
+            self.measurer.push(filtered, self.monitor.beats_since(n_beats), soon)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)

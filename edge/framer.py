@@ -70,6 +70,11 @@ class Framer:
         """Stream index of the next sample to be pushed."""
         return self._next
 
+    @property
+    def until_frame(self) -> int:
+        """Samples still to come before the next frame is emitted."""
+        return self.hop - self._since_emit
+
     def push(self, x: np.ndarray) -> list[Frame]:
         """Append (n_leads, n) samples; return the frames completed by them."""
         if x.ndim != 2 or x.shape[0] != self.n_leads:

@@ -175,16 +175,17 @@ class Measurer:
         self._delineator.reset()
         self._beats = []
 
-    def push(self, x: np.ndarray, r_peaks=()) -> int:
+    def push(self, x: np.ndarray, r_peaks=(), soon: bool = False) -> int:
         """Feed a chunk and its new R peaks (stream samples); return the beats measured.
 
         Beats are delineated ``GROUP`` at a time (or when their measurements are
         asked for: :meth:`span`, :meth:`recent`): the same waves, half the cost per
-        beat, and at most ``GROUP - 1`` beats left to do when a frame's alert needs them.
+        beat. ``soon``: measurements will be asked for shortly (a frame is about to
+        end): every ready beat is delineated now, so the frame's alert waits for none.
         """
         d = self._delineator
         done = d.push(x, [r - self.start for r in r_peaks], defer=True)
-        if d.n_ready >= GROUP:
+        if d.n_ready >= (1 if soon else GROUP):
             done += d.collect()
         return self._keep_beats(done)
 
