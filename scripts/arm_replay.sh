@@ -13,7 +13,7 @@ if [ ! -d "$S" ]; then
   mkdir -p "$W"
   .venv/bin/python -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
     --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
-    -d "$W" typer paho-mqtt jsonschema cryptography
+    -d "$W" typer paho-mqtt jsonschema jsonschema-rs cryptography
   rm -rf "$S.tmp" && cp -r "$A/site" "$S.tmp"
   for w in "$W"/*.whl; do .venv/bin/python -m zipfile -e "$w" "$S.tmp" >/dev/null; done
   mv "$S.tmp" "$S"
