@@ -262,6 +262,7 @@ class Agent:
         if new_record:
             self.end_segment()
             self._record = chunk.record
+            self.measurer = None  # its clock restarts at 0: the last record's beats are not its
             if chunk.record is not None:
                 self.summary.records.append(chunk.record)
         if new_record or self._anchor is None:  # one clock per stream: sample 0's UTC

@@ -165,6 +165,8 @@ class Measurer:
         """A new stream segment from stream sample ``start`` (the filters restarted)."""
         self._catch_up()  # the beats of the segment that ended, on its own stream samples
         self.start = int(start)
+        while self._beats and self._beats[-1][0] >= self.start:  # kept in R order
+            self._beats.pop()
         self._delineator.reset()
 
     @property

@@ -45,3 +45,21 @@ class TestAgentMeasurements:
             validate(payload)
             assert Alert.from_json(payload).measurements["qrs_ms"] == m["qrs_ms"]
         assert agent.counters()["measurements"]["n_beats"] >= 8
+
+    def test_each_record_measured_on_its_own_beats(self, always_positive):
+        """Records replayed one after another restart the stream clock at 0: the
+        second record's frame holds its own beats, never the first one's again."""
+        heas = [LUDB / "LU0002.hea", LUDB / "LU0003.hea", LUDB / "LU0002.hea"]
+        if not all(h.exists() for h in heas):
+            pytest.skip("LUDB not found")
+        events: list[dict] = []
+        agent = Agent(always_positive, sink=events.append, precision="fp32")
+        agent.run(ReplaySource(heas, speed=None))
+        frames = [e for e in events if e["type"] == "frame"]
+        by_record: dict[str, list[dict]] = {}
+        for e in frames:
+            by_record.setdefault(e["record"], []).append(e["measurements"])
+        first, again = by_record["LU0002"][0], by_record["LU0002"][-1]
+        assert len(by_record["LU0002"]) == 2  # the same record twice: the same figures
+        assert again == first and 8 <= first["n_beats"] <= 20  # 10 s, not 20 s of beats
+        assert by_record["LU0003"][0]["n_beats"] <= 20
