@@ -388,6 +388,7 @@ class Forwarder:
         self.outbox = Outbox(outbox_path)
         self.listener = Listener()
         self.counts = {"received": 0, "delivered": 0, "failures": 0, "duplicates": 0}
+        self._outbox_duplicates = 0
         self.subscribe_error = ""
         self._subscribed = threading.Event()
         self._last_warn: dict[str, float] = {}
@@ -442,17 +443,16 @@ class Forwarder:
 
     def _on_message(self, client, userdata, msg):  # type: ignore[no-untyped-def]
         item = self.listener.handle(msg.topic, msg.payload)
-        if item is None or not isinstance(item.message, Alert):
-            if self.listener.counts["duplicates"] > self.counts["duplicates"]:
-                self.counts["duplicates"] = self.listener.counts["duplicates"]
-            return
-        # Committed before this callback returns, i.e. before paho sends the PUBACK.
-        if self.outbox.put(item.message):
-            self.counts["received"] += 1
-            self._wake.set()
-            self._check_fill()
-        else:
-            self.counts["duplicates"] += 1
+        if item is not None and isinstance(item.message, Alert):
+            # Committed before this callback returns, i.e. before paho sends the PUBACK.
+            if self.outbox.put(item.message):
+                self.counts["received"] += 1
+                self._wake.set()
+                self._check_fill()
+            else:
+                self._outbox_duplicates += 1
+        # the listener's duplicates (ids it saw) and the outbox's (ids it holds or delivered)
+        self.counts["duplicates"] = self.listener.counts["duplicates"] + self._outbox_duplicates
 
     def _check_fill(self) -> None:
         pending = self.outbox.pending()
