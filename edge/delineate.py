@@ -259,7 +259,6 @@ class Delineator:
         self._queue: list[int] = []  # R peaks waiting for their look-ahead
         self._ready: list[tuple[int, int | None]] = []  # (R, previous R) to measure
         self._prev_r: int | None = None
-        self._defer = False
 
     def push(self, x: np.ndarray, r_peaks=(), defer: bool = False) -> list[BeatWaves]:
         """Feed (n_leads, n) samples and the R peaks found so far; return the beats now measured.
@@ -284,10 +283,8 @@ class Delineator:
             if last is not None and r <= last:
                 raise invalid("r_peaks", "increasing stream samples", r)
             self._queue.append(r)
-        self._defer = defer
-        out = self._drain(final=False)
-        if len(self._ready) >= _BATCH:
-            out += self.collect()
+        self._drain(final=False)
+        out = self.collect() if not defer or len(self._ready) >= _BATCH else []
         drop = self._n - self._keep - self._start
         if self._ready:  # the windows of the beats waiting to be measured stay
             drop = min(drop, max(0, self._ready[0][0] - self._lb) - self._start)
@@ -299,7 +296,8 @@ class Delineator:
 
     def flush(self) -> list[BeatWaves]:
         """End of stream: measure the beats left on the signal there is."""
-        return self._drain(final=True)
+        self._drain(final=True)
+        return self.collect()
 
     @property
     def n_ready(self) -> int:
@@ -310,13 +308,13 @@ class Delineator:
     def _buf(self) -> np.ndarray:
         return self._store[:, self._off : self._off + self._len]
 
-    def _drain(self, final: bool) -> list[BeatWaves]:
+    def _drain(self, final: bool) -> None:
+        """Move the R peaks whose look-ahead has passed (all, at the end) to the ready ones."""
         while self._queue and (final or self._queue[0] + self._la <= self._n):
             r = self._queue.pop(0)
             if max(0, r - self._lb) >= self._start:  # its window is still buffered
                 self._ready.append((r, self._prev_r))
             self._prev_r = r
-        return self.collect() if final or not self._defer else []
 
     def collect(self) -> list[BeatWaves]:
         """Measure the beats that are ready (deferred ones too), in batches; return them."""
