@@ -91,6 +91,7 @@ def _train_config(
     threads: int,
     width: float = 1.0,
     p_shorten: float = 0.3,
+    ema: float = 0.0,
 ):
     from trainer.fit import TrainConfig
 
@@ -98,6 +99,7 @@ def _train_config(
         model=model,
         width=width,
         p_shorten=p_shorten,
+        ema=ema,
         epochs=epochs,
         device=device,
         seed=seed,
@@ -124,6 +126,14 @@ def fit(
         min=0.0,
         max=1.0,
         help="Share of training crops cut shorter than 10 s (2.5 s at least); 0: whole windows.",
+    ),
+    ema: float = typer.Option(
+        0.0,
+        "--ema",
+        min=0.0,
+        max=0.99999,
+        help="Keep an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.999) and validate and export it; 0: off.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     folds: int = typer.Option(
@@ -153,7 +163,7 @@ def fit(
     from trainer.pipeline import fit_bundle
 
     cfg = _train_config(
-        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten
+        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten, ema
     )
     from trainer.fit import pick_device
 

@@ -55,12 +55,15 @@ class TrainConfig:
     noise_mv: float = 0.05
     wander_mv: float = 0.1
     pos_weight_max: float = 10.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights, per step; 0: off
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, ("cnn", "resnet"))
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("Invalid value for 'epochs'/'batch_size': expected >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"Invalid value for 'ema': {self.ema} (expected 0 <= ema < 1)")
 
 
 def stopped_early(epochs_done: int, best_epoch: int, cfg: TrainConfig) -> bool:
@@ -213,6 +216,7 @@ def train_extractor(
     pos = labels[train_idx].sum(0)
     neg = len(train_idx) - pos
     pw = np.clip(neg / np.maximum(pos, 1), 1.0, cfg.pos_weight_max).astype(np.float32)
+    ema = _ema_model(model, cfg.ema)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pw).to(device))
     val_frames = np.stack([eval_frame(signals[i]) for i in val_idx]) if len(val_idx) else None
     weights = reward_matrix(class_codes()) if n_classes == len(class_codes()) else None
@@ -225,6 +229,8 @@ def train_extractor(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best, best_epoch = ck["best"], ck["best_epoch"]
         if start_epoch >= cfg.epochs or stopped_early(start_epoch, best_epoch, cfg):
@@ -260,6 +266,8 @@ def train_extractor(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(x)
             count += len(x)
             bar.set_postfix(loss=f"{total / count:.4f}")
@@ -267,8 +275,9 @@ def train_extractor(
         if rank != 0:
             continue
         row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": times[-1]}
+        judged = model if ema is None else ema.module  # what is validated and kept
         if val_frames is not None and weights is not None:
-            probs, _ = predict(model, val_frames, device)
+            probs, _ = predict(judged, val_frames, device)
             row["val_challenge_metric"] = float(
                 challenge_metric(labels[val_idx], probs >= 0.5, weights, normal)
             )
@@ -277,7 +286,7 @@ def train_extractor(
             best, best_epoch = metric, epoch + 1
             torch.save(
                 {
-                    "model": model.state_dict(),
+                    "model": judged.state_dict(),
                     "config": model_config(model),
                     "train": asdict(cfg),
                     "epoch": epoch + 1,
@@ -292,6 +301,7 @@ def train_extractor(
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
                 "sched": sched.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "epoch": epoch,
                 "history": history,
                 "best": best,
@@ -317,6 +327,20 @@ def train_extractor(
     return FitResult(
         model.cpu(), history, best_epoch, float(best), float(np.median(times)) if times else 0.0
     )
+
+
+def _ema_model(model: nn.Module, decay: float):
+    """A running average of ``model``'s weights and batch-norm statistics (None when decay is 0).
+
+    Averaging the weights of the last few thousand steps smooths the noise of the final
+    epochs of SGD, for the price of one copy of the model; the average is what is validated,
+    checkpointed as the best model and exported.
+    """
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def load_checkpoint(path: Path) -> nn.Module:

@@ -203,6 +203,35 @@ class TestFitCli:
         d = train_extractor(signals, labels, tr, va, cfg, tmp_path / "c", resume=True, **quiet)
         assert [r["loss"] for r in d.history] == pytest.approx([r["loss"] for r in a.history])
 
+    @pytest.mark.slow
+    def test_weight_average_kept_and_resumed(self, samples_dir, tmp_path):
+        from trainer.data import load_cache, scan
+        from trainer.fit import train_extractor
+
+        rep = scan([samples_dir])
+        items, signals = load_cache(rep, cache_dir=tmp_path / "c", workers=1)
+        labels = np.array([it.labels for it in items])
+        tr, va = np.arange(10), np.arange(10, 14)
+        quiet = {"log": lambda *_: None}
+        cfg = TrainConfig(model="cnn", epochs=2, threads=1, ema=0.9)
+        a = train_extractor(signals, labels, tr, va, cfg, tmp_path / "a", **quiet)
+        ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+        raw, avg = ck["model"]["body.0.weight"], ck["ema"]["module.body.0.weight"]
+        assert not torch.equal(raw, avg)  # the average is not the last step's weights
+        best = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+        if best["epoch"] == cfg.epochs:  # the model kept is the average, not the raw weights
+            assert torch.equal(best["model"]["body.0.weight"], avg)
+        # interrupted after one epoch and resumed: the average carries on as straight through
+        train_extractor(signals, labels, tr, va, cfg, tmp_path / "b", stop_after=1, **quiet)
+        b = train_extractor(signals, labels, tr, va, cfg, tmp_path / "b", resume=True, **quiet)
+        assert [r["val_challenge_metric"] for r in b.history] == pytest.approx(
+            [r["val_challenge_metric"] for r in a.history]
+        )
+        for k, v in a.model.state_dict().items():
+            assert torch.allclose(v.float(), b.model.state_dict()[k].float(), atol=1e-6), k
+        with pytest.raises(EcgEdgeError, match="ema"):
+            TrainConfig(ema=1.0)
+
 
 class TestDistributed:
     @pytest.mark.slow
