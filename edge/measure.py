@@ -137,7 +137,7 @@ def median_measurements(beats: list[dict]) -> dict:
     return out
 
 
-GROUP = 4  # beats delineated together by Measurer.push
+GROUP = 24  # beats delineated together by Measurer.push (and every ready one before a frame ends)
 METHOD = "median over the beats; global onsets and offsets over the leads used (edge.delineate)"
 
 

@@ -256,6 +256,26 @@ class TestMeasurementsInTheAlert:
             validate(dict(d, measurements={**got, "qrs_width": 1.0}))  # not a member
         assert m.recent(10.0)["n_beats"] >= 6
 
+    def test_beats_deferred_or_not_give_the_same_measurements(self, lu0001):
+        from edge.measure import GROUP, Measurer
+        from edge.sources import LEADS
+
+        x, r = lu0001
+        d = Delineator()
+        direct = [beat_measurements(b, 500.0, LEADS) for b in d.push(x, r) + d.flush()]
+        rng = np.random.default_rng(1)
+        m, k, waited = Measurer(LEADS), 0, 0
+        for size in rng.integers(20, 900, size=200):  # random chunks, soon now and then
+            m.push(x[:, k : k + size], [p for p in r if k <= p < k + size], rng.random() < 0.1)
+            waited = max(waited, m._delineator.n_ready)
+            k += size
+            if k >= x.shape[1]:
+                break
+        m._keep_beats(m._delineator.flush())
+        assert waited > 1 and waited < GROUP  # beats did wait, never more than GROUP - 1
+        assert [b[1] for b in m._beats] == direct
+        assert m.span(0, x.shape[1])["n_beats"] == len(direct) == len(r)
+
     def test_listen_line_and_fhir_components(self, lu0001):
         import dataclasses
 
