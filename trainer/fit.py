@@ -230,6 +230,8 @@ def train_extractor(
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         if ema is not None:
+            if ck.get("ema") is None:
+                raise ConfigError(f"{ckpt_path} was trained without --ema: resume it without")
             ema.load_state_dict(ck["ema"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best, best_epoch = ck["best"], ck["best_epoch"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -185,13 +186,9 @@ class TestFitCli:
 
     @pytest.mark.slow
     def test_resume_and_repeatable(self, samples_dir, tmp_path):
-        from trainer.data import load_cache, scan
         from trainer.fit import train_extractor
 
-        rep = scan([samples_dir])
-        items, signals = load_cache(rep, cache_dir=tmp_path / "c", workers=1)
-        labels = np.array([it.labels for it in items])
-        tr, va = np.arange(10), np.arange(10, 14)
+        signals, labels, tr, va = _tiny_split(samples_dir, tmp_path)
         cfg = TrainConfig(model="cnn", epochs=3, threads=1)
         quiet = {"log": lambda *_: None}
         a = train_extractor(signals, labels, tr, va, cfg, tmp_path / "a", **quiet)
@@ -205,13 +202,9 @@ class TestFitCli:
 
     @pytest.mark.slow
     def test_weight_average_kept_and_resumed(self, samples_dir, tmp_path):
-        from trainer.data import load_cache, scan
         from trainer.fit import train_extractor
 
-        rep = scan([samples_dir])
-        items, signals = load_cache(rep, cache_dir=tmp_path / "c", workers=1)
-        labels = np.array([it.labels for it in items])
-        tr, va = np.arange(10), np.arange(10, 14)
+        signals, labels, tr, va = _tiny_split(samples_dir, tmp_path)
         quiet = {"log": lambda *_: None}
         cfg = TrainConfig(model="cnn", epochs=2, threads=1, ema=0.9)
         a = train_extractor(signals, labels, tr, va, cfg, tmp_path / "a", **quiet)
@@ -231,6 +224,19 @@ class TestFitCli:
             assert torch.allclose(v.float(), b.model.state_dict()[k].float(), atol=1e-6), k
         with pytest.raises(EcgEdgeError, match="ema"):
             TrainConfig(ema=1.0)
+        plain = dataclasses.replace(cfg, ema=0.0)  # a run without the average cannot resume with
+        train_extractor(signals, labels, tr, va, plain, tmp_path / "p", stop_after=1, **quiet)
+        with pytest.raises(EcgEdgeError, match="without --ema"):
+            train_extractor(signals, labels, tr, va, cfg, tmp_path / "p", resume=True, **quiet)
+
+
+def _tiny_split(samples_dir, tmp_path):
+    """The 48 sample records cached: (signals, labels, 10 training, 4 validation indices)."""
+    from trainer.data import load_cache, scan
+
+    items, signals = load_cache(scan([samples_dir]), cache_dir=tmp_path / "c", workers=1)
+    labels = np.array([it.labels for it in items])
+    return signals, labels, np.arange(10), np.arange(10, 14)
 
 
 class TestDistributed:
