@@ -130,6 +130,8 @@ class Publisher:
         self._handed: dict[int, tuple[int, str]] = {}  # paho mid -> (spool row id, topic)
         self._acked: list[int] = []
         self._last_id = 0
+        self._last_alert = 0  # spool row of the last alert published
+        self._handed_upto = 0  # spool rows up to this one are on the broker's socket
         self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -169,7 +171,9 @@ class Publisher:
         if not isinstance(alert, Alert):
             raise invalid("alert", "an Alert", type(alert).__name__)
         self._check_device(alert.device_id)
-        self._spool.put("alert", self._topics["alert"], encode(alert.to_json()), 1)
+        row = self._spool.put("alert", self._topics["alert"], encode(alert.to_json()), 1)
+        if row is not None:
+            self._last_alert = row
         self._wake()
 
     def publish_quality(self, event: QualityEvent) -> None:
@@ -242,6 +246,23 @@ class Publisher:
                 if left <= 0 or self._client is None:
                     return False
                 self._cond.wait(min(left, 0.1))
+        return True
+
+    def wait_handed(self, timeout_s: float = 0.01) -> bool:
+        """Wait, at most ``timeout_s``, until the last alert published is on its way:
+        handed to the broker's socket (True). False at once when not connected.
+
+        The agent calls it after an alert and before its next work (the alert's
+        strip, the next samples): the sender thread needs the interpreter for a
+        moment, and would otherwise wait for the agent's next switch (5 ms).
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._handed_upto < self._last_alert:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._connected.is_set():
+                    return False
+                self._cond.wait(left)
         return True
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
@@ -519,10 +540,15 @@ class Publisher:
         self._rewind()
         room = self._window - len(self._handed)
         if room > 0:
+            handed = self._last_id
             for row_id, _kind, topic, payload, qos in self._spool.after(self._last_id, room):
                 info = client.publish(topic, payload, qos=qos, retain=_kind in _RETAINED)
                 self._handed[info.mid] = (row_id, topic)
                 self._last_id = row_id
+            if self._last_id != handed:  # written now (paho has no loop thread of its own)
+                with self._cond:
+                    self._handed_upto = max(self._handed_upto, self._last_id)
+                    self._cond.notify_all()
         while self._frames:
             payload = self._frames.popleft()
             client.publish(self._topics["frame"], payload, qos=0)

@@ -295,6 +295,8 @@ class Agent:
             self._alarm_event(ev, chunk.received_at, chunk.record)
         if self.measurer is not None:  # a frame ends within 1 s: its beats delineated now
             soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
+            # or the record does (a replay knows): its last, partial frame is flushed then
+            soon = soon or (chunk.samples_left is not None and chunk.samples_left <= chunk.fs)
             self.measurer.push(filtered, self.monitor.beats_since(n_beats), soon)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
@@ -499,6 +501,8 @@ class Agent:
             event = {**event, "strip": payload.strip} if strip is not None else event
         if self.publisher is not None and payload is not None:
             getattr(self.publisher, f"publish_{kind}")(payload)
+            if kind == "alert" and hasattr(self.publisher, "wait_handed"):
+                self.publisher.wait_handed()  # out to the broker before the next work
         self.sink(event)
         if strip is not None:  # built and spooled after its alert: the alert is not delayed
             self.publisher.publish_strip(strip())

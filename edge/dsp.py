@@ -29,7 +29,6 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from edge._filters import BlockIIR, butter_bandpass_sections, firwin_lowpass
 from edge.errors import check_int, check_positive, invalid
@@ -233,11 +232,16 @@ class Resampler:
         if k <= 0:
             return np.zeros((self.n_leads, 0))
         o = m0 * d - n_hist - g0  # buf index where the first output's blocks start
-        blocks = buf[:, o : o + (k + n_blk - 1) * d].reshape(self.n_leads, -1, d)
-        p = blocks @ g.T  # (n_leads, k + n_blk - 1, n_blk)
-        s = p.strides
-        diag = as_strided(p, (self.n_leads, k, n_blk), (s[0], s[1], s[1] + s[2]), writeable=False)
-        return diag.sum(axis=2)
+        n_b = k + n_blk - 1
+        blocks = buf[:, o : o + n_b * d].reshape(-1, d)  # (n_leads * n_b, d)
+        # P transposed, (n_blk, n_leads, n_b): every tap block against every block, one
+        # matrix product; output j is then the sum over a of P[a, :, j + a], added in
+        # order of a (contiguous rows: twice as fast as summing a strided diagonal)
+        p = (g @ blocks.T).reshape(n_blk, self.n_leads, n_b)
+        out = p[0, :, :k].copy()
+        for a in range(1, n_blk):
+            out += p[a, :, a : a + k]
+        return out
 
 
 @lru_cache(maxsize=8)

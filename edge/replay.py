@@ -145,6 +145,7 @@ class ReplaySource:
                 record=rec.name,
                 received_at=time.monotonic(),
                 end_of_record=stop == n,
+                samples_left=n - stop,
                 meta=meta,
             )
 

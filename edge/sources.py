@@ -30,6 +30,8 @@ class Chunk:
     ``lead_off`` is (n_leads,) bool, True where the front end reported the
     electrode off during this chunk (None when the source cannot tell).
     ``received_at`` is ``time.monotonic()`` when the last sample arrived.
+    ``samples_left``: how many samples of the record follow this chunk, where
+    the source knows (a replay; 0 on the last chunk), None for a live stream.
     """
 
     samples: np.ndarray
@@ -40,6 +42,7 @@ class Chunk:
     lead_off: np.ndarray | None = None
     received_at: float = 0.0
     end_of_record: bool = False
+    samples_left: int | None = None
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +52,8 @@ class Chunk:
         check_positive("fs", self.fs)
         check_int("start_sample", self.start_sample, min_value=0)
         check_int("gap_before", self.gap_before, min_value=0)
+        if self.samples_left is not None:
+            check_int("samples_left", self.samples_left, min_value=0)
         if self.lead_off is not None and np.shape(self.lead_off) != (N_LEADS,):
             raise invalid(
                 "lead_off", f"a bool array of shape ({N_LEADS},)", np.shape(self.lead_off)

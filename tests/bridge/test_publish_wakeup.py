@@ -114,3 +114,39 @@ class TestWakeUp:
         finally:
             pub.close()
         assert idle_calls <= 5
+
+    def test_wait_handed_returns_once_the_alert_is_on_its_way(
+        self, broker: Broker, tmp_path: Path, monkeypatch
+    ):
+        # The agent waits for this after an alert and before its next work. The sender's
+        # idle sleep is 2 s: only the wake-up can hand the alert over within the wait.
+        import bridge.publish
+
+        monkeypatch.setattr(bridge.publish, "_IDLE_S", 2.0)
+        sub = _Stamper(broker.port, "ecg/wake-4/alerts")
+        pub = Publisher(broker.url, "wake-4", tmp_path / "spool.db").start()
+        try:
+            assert pub.wait_connected(10)
+            assert pub.wait_handed(0.0)  # nothing published: nothing to wait for
+            alerts = [sample_alert("wake-4") for _ in range(5)]
+            for a in alerts:
+                pub.publish_alert(a)
+                assert pub.wait_handed(1.0)
+            deadline = time.monotonic() + 5
+            while len(sub.got) < len(alerts) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            pub.close()
+            sub.close()
+        assert sub.order == [a.alert_id for a in alerts]
+
+    def test_wait_handed_does_not_wait_without_a_broker(self, tmp_path: Path):
+        pub = Publisher("mqtt://127.0.0.1:9", "wake-5", tmp_path / "spool.db").start()
+        try:
+            pub.publish_alert(sample_alert("wake-5"))
+            t0 = time.monotonic()
+            assert not pub.wait_handed(5.0)  # not connected: False at once, alert kept
+            assert time.monotonic() - t0 < 1.0
+            assert pub.stats()["pending"] == 1
+        finally:
+            pub.close(0.1)

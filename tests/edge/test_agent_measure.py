@@ -63,3 +63,30 @@ class TestAgentMeasurements:
         assert len(by_record["LU0002"]) == 2  # the same record twice: the same figures
         assert again == first and 8 <= first["n_beats"] <= 20  # 10 s, not 20 s of beats
         assert by_record["LU0003"][0]["n_beats"] <= 20
+
+
+class TestNothingLeftForTheFrame:
+    def test_a_records_last_frame_waits_for_no_delineation(self, always_positive, monkeypatch):
+        """Beats wait to be delineated many at a time, except in the second before a
+        frame ends, and before a replayed record's end (its flushed last frame): a
+        frame's measurements never make its alert wait for delineation."""
+        from edge.measure import Measurer
+
+        # CPSC records of 15-36 s: each ends in a partial, flushed frame
+        heas = [LUDB.parent / "cpsc2018" / f"{n}.hea" for n in ("A0001", "A0005", "A0011", "A0012")]
+        if not all(h.exists() for h in heas):
+            pytest.skip("the Challenge records are not here")
+        waiting: list[int] = []
+        real = Measurer.span
+
+        def span(self, start, end):  # type: ignore[no-untyped-def]
+            waiting.append(self._delineator.n_ready)
+            return real(self, start, end)
+
+        monkeypatch.setattr(Measurer, "span", span)
+        events: list[dict] = []
+        agent = Agent(always_positive, sink=events.append, precision="fp32")
+        agent.run(ReplaySource(heas, speed=None))
+        frames = [e for e in events if e["type"] == "frame"]
+        assert len(frames) >= 4 and all(e["measurements"]["n_beats"] >= 8 for e in frames)
+        assert waiting and waiting == [0] * len(waiting)

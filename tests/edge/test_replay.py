@@ -29,6 +29,13 @@ class TestReplaySource:
             rec = read_record(samples_dir / "cpsc2018" / name)
             assert chunks[0].start_sample == 0
             assert [c.end_of_record for c in chunks] == [False] * (len(chunks) - 1) + [True]
+            # what is left of the record after each chunk (the agent delineates the
+            # last beats before the last, flushed frame when it is under 1 s)
+            n = rec.signal.shape[1]
+            assert [c.samples_left for c in chunks] == [
+                n - c.start_sample - c.n_samples for c in chunks
+            ]
+            assert chunks[-1].samples_left == 0
             starts = [c.start_sample for c in chunks]
             assert starts == sorted(starts) and all(c.fs == rec.fs for c in chunks)
             np.testing.assert_array_equal(
