@@ -293,14 +293,15 @@ class Agent:
         n_beats = self.monitor.n_beats
         for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
             self._alarm_event(ev, chunk.received_at, chunk.record)
-        if self.measurer is not None:  # a frame ends within 1 s: its beats delineated now
-            soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
-            # or the record does (a replay knows): its last, partial frame is flushed then
-            soon = soon or (chunk.samples_left is not None and chunk.samples_left <= chunk.fs)
-            self.measurer.push(filtered, self.monitor.beats_since(n_beats), soon)
+        # a frame ends within 1 s, or the record does (a replay knows; its last, partial
+        # frame is flushed then): the beats ready are delineated at once, not deferred
+        soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
+        soon = soon or (chunk.samples_left is not None and chunk.samples_left <= chunk.fs)
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
+        if self.measurer is not None:  # after the frame: its alert waits for no delineation
+            self.measurer.push(filtered, self.monitor.beats_since(n_beats), soon)
         if chunk.end_of_record:
             self.end_segment(chunk)
         self._tick()

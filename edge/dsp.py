@@ -103,6 +103,7 @@ def _check_chunk(x: np.ndarray, n_leads: int) -> np.ndarray:
     return x
 
 
+@lru_cache(maxsize=64)
 def ratio(fs_in: float, fs_out: float = FS) -> tuple[int, int]:
     """Smallest (up, down) with fs_in * up / down == fs_out.
 
@@ -353,9 +354,11 @@ def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.
     if n_valid <= 0:
         return out
     real = frame[:, :n_valid].astype(np.float64)
-    mean = real.mean(axis=1, keepdims=True)
-    std = np.maximum(real.std(axis=1, keepdims=True), min_std)
-    out[:, :n_valid] = (real - mean) / std
+    centred = real - real.mean(axis=1, keepdims=True)
+    # np.std's own steps (the mean of the squared deviations, its root), on the
+    # deviations computed once: the same numbers
+    std = np.sqrt((centred * centred).sum(axis=1, keepdims=True) / n_valid)
+    out[:, :n_valid] = centred / np.maximum(std, min_std)
     return out
 
 
