@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmarks import (
     accuracy,
+    alert_path,
     arm,
     e2e,
     incremental,
@@ -57,6 +58,9 @@ def sanity(r: dict) -> list[str]:
     e = r["end_to_end_ms"]
     if not (math.isfinite(e["p50"]) and e["p50"] > 0 and e["p99"] >= e["p50"]):
         bad.append(f"end_to_end_ms = {e['p50']}, {e['p99']}")
+    ap = r.get("alert_path")
+    if ap is not None and not (ap["chunks"] > 0 and ap["stages"]["chunk"]["p50"] > 0):
+        bad.append(f"alert_path: {ap['chunks']} frame-completing chunks timed")
     for k in ("realtime_factor_one_core", "streams_per_core", "bundle_mb"):
         if not (math.isfinite(r[k]) and r[k] > 0):
             bad.append(f"{k} = {r[k]}")
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     r["end_to_end_ms"] = step(
         "e2e", lambda: e2e.measure(refs[STREAMED], records, reps, 3 if q else 20)
     )
+    r["alert_path"] = step("alert_path", lambda: alert_path.measure(refs[STREAMED], records))
     r["spool_put_ms"] = step("spool", lambda: spool.measure(out, 100 if q else 500))
     tp = step("throughput", lambda: throughput.measure(refs[STREAMED], records, reps))
     inc = r["incremental"][STREAMED].get("int8")

@@ -79,7 +79,7 @@ def render(r: dict) -> str:
         f"Machine: {m['cpu']}"
         + (f" (ISA: {' '.join(m['cpu_info']['flags'])})" if "cpu_info" in m else "")
         + f", {m['cores']} cores (load average at start "
-        f"{', '.join(f'{x:.1f}' for x in m['load_avg_at_start'])}; shared with a training job), "
+        f"{', '.join(f'{x:.1f}' for x in m['load_avg_at_start'])}), "
         f"{m['os']}. Python {m['versions']['python']}, onnxruntime {m['versions']['onnxruntime']}, "
         f"torch {m['versions'].get('torch')}, numpy {m['versions']['numpy']}. "
         f"Commit {m['commit'][:10]}{' (dirty)' if m['dirty'] else ''}, {m['date_utc']}. "
@@ -190,6 +190,19 @@ def render(r: dict) -> str:
             f"| agent -> publisher spool | {_f(a['p50'])} | {_f(a['p90'])} | {_f(a['p99'])} | {e['alerts_sent']} (all runs) |",
             f"| agent -> broker -> subscriber | {_f(e['p50'])} | {_f(e['p90'])} | {_f(e['p99'])} | {e['alerts_received']} |",
         ]
+    ap = r.get("alert_path")
+    if ap:
+        lines += [
+            "",
+            f"Where an alert waits (`alert_path.py`): per stage, ms on the {ap['chunks']} chunks "
+            "that complete a frame (wall clock, in-process replay to a loopback Mosquitto; "
+            "inclusive: the alert row holds its commit and hand-over):",
+            "",
+            "| stage | p50 | p90 | p99 |",
+            "|---|---|---|---|",
+        ]
+        for name, v in ap["stages"].items():
+            lines.append(f"| {name} | {_f(v['p50'])} | {_f(v['p90'])} | {_f(v['p99'])} |")
     sput = r.get("spool_put_ms")
     if sput and "fsync" in sput:
         lines += [
