@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge._spool import Spool
@@ -44,16 +45,27 @@ class _Stamper:
         self.client.disconnect()
 
 
+@pytest.fixture
+def idle_2s(monkeypatch):
+    """The sender's idle sleep made 2 s long: only a wake-up sends an alert at once."""
+    import bridge.publish
+
+    monkeypatch.setattr(bridge.publish, "_IDLE_S", 2.0)
+
+
+def _receive(sub: _Stamper, n: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(sub.got) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class TestWakeUp:
     def test_an_alert_leaves_as_soon_as_it_is_spooled(
-        self, broker: Broker, tmp_path: Path, monkeypatch
+        self, broker: Broker, tmp_path: Path, idle_2s
     ):
-        # The sender's idle sleep made 2 s long: a polling sender would hold an alert
-        # about 1 s on average; one woken by publish_alert sends it at once. The bound
-        # below is far from both, so a loaded machine cannot flip the verdict.
-        import bridge.publish
-
-        monkeypatch.setattr(bridge.publish, "_IDLE_S", 2.0)
+        # A polling sender would hold an alert about 1 s on average; one woken by
+        # publish_alert sends it at once. The bound below is far from both, so a loaded
+        # machine cannot flip the verdict.
         sub = _Stamper(broker.port, "ecg/wake-1/alerts")
         pub = Publisher(broker.url, "wake-1", tmp_path / "spool.db").start()
         try:
@@ -67,9 +79,7 @@ class TestWakeUp:
                 sent[a.alert_id] = time.monotonic()
                 pub.publish_alert(a)  # durable on return (one fsynced sqlite commit)
             assert pub.flush(10)
-            deadline = time.monotonic() + 5
-            while len(sub.got) < len(alerts) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            _receive(sub, len(alerts))
         finally:
             pub.close()
             sub.close()
@@ -116,13 +126,10 @@ class TestWakeUp:
         assert idle_calls <= 5
 
     def test_wait_handed_returns_once_the_alert_is_on_its_way(
-        self, broker: Broker, tmp_path: Path, monkeypatch
+        self, broker: Broker, tmp_path: Path, idle_2s
     ):
-        # The agent waits for this after an alert and before its next work. The sender's
-        # idle sleep is 2 s: only the wake-up can hand the alert over within the wait.
-        import bridge.publish
-
-        monkeypatch.setattr(bridge.publish, "_IDLE_S", 2.0)
+        # The agent waits for this after an alert and before its next work: only the
+        # wake-up can hand the alert over within the wait.
         sub = _Stamper(broker.port, "ecg/wake-4/alerts")
         pub = Publisher(broker.url, "wake-4", tmp_path / "spool.db").start()
         try:
@@ -132,9 +139,7 @@ class TestWakeUp:
             for a in alerts:
                 pub.publish_alert(a)
                 assert pub.wait_handed(1.0)
-            deadline = time.monotonic() + 5
-            while len(sub.got) < len(alerts) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            _receive(sub, len(alerts))
         finally:
             pub.close()
             sub.close()
