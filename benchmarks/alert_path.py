@@ -28,7 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import REPO, BundleRef, print_table, shown
+from benchmarks._common import (
+    REPO,
+    BundleRef,
+    machine,
+    print_table,
+    resolve_bundles,
+    sample_records,
+    shown,
+)
 
 # (module, class, method, stage): the work on the path of a frame's last chunk
 _STAGES = [
@@ -42,6 +50,9 @@ _STAGES = [
     ("bridge.publish", "Publisher", "wait_handed", "alert: hand-over to the sender"),
     ("edge.agent", "Agent", "_alert_event", "alert: made and emitted, strip included"),
 ]
+
+
+_QS = (("p50", 50), ("p90", 90), ("p99", 99))
 
 
 def _install(cur: dict[str, float]) -> None:
@@ -122,12 +133,8 @@ def measure(ref: BundleRef, records: list[Path]) -> dict:
     }
 
 
-_QS = (("p50", 50), ("p90", 90), ("p99", 99))
-
-
 if __name__ == "__main__":
     from benchmarks.__main__ import DATA
-    from benchmarks._common import machine, resolve_bundles, sample_records
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=0, help="the first N records (0: all)")

@@ -131,7 +131,6 @@ class Publisher:
         self._acked: list[int] = []
         self._last_id = 0
         self._last_alert = 0  # spool row of the last alert published
-        self._handed_upto = 0  # spool rows up to this one are on the broker's socket
         self._frames: collections.deque[bytes] = collections.deque(maxlen=256)
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -258,7 +257,7 @@ class Publisher:
         """
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._handed_upto < self._last_alert:
+            while self._last_id < self._last_alert:  # rows up to _last_id are handed
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._connected.is_set():
                     return False
@@ -547,8 +546,7 @@ class Publisher:
                 self._last_id = row_id
             if self._last_id != handed:  # written now (paho has no loop thread of its own)
                 with self._cond:
-                    self._handed_upto = max(self._handed_upto, self._last_id)
-                    self._cond.notify_all()
+                    self._cond.notify_all()  # wait_handed
         while self._frames:
             payload = self._frames.popleft()
             client.publish(self._topics["frame"], payload, qos=0)

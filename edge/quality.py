@@ -141,7 +141,7 @@ class QualityChecker:
         rw = raw[:, : n_win * win].reshape(N_LEADS, n_win, -1) if n >= win else raw[:, None, :]
         w_ptp = rw.max(axis=2).astype(np.float64) - rw.min(axis=2).astype(np.float64)
         flat_fraction = (w_ptp < c.flat_ptp_mv).mean(axis=1)
-        wander = np.ptp(_median_last(rw[:, :, ::_WANDER_STEP]).astype(np.float64), axis=1)
+        wander = np.ptp(_median_last(rw[:, :, ::_WANDER_STEP]), axis=1)
         hi = raw.max(axis=1, keepdims=True).astype(np.float64)
         lo = raw.min(axis=1, keepdims=True).astype(np.float64)
         at_rail = (raw >= hi - c.clip_tol_mv) | (raw <= lo + c.clip_tol_mv)
