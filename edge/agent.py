@@ -463,9 +463,9 @@ class Agent:
             samples, restored = self._restored(frame.samples)
             c = self.classifier.classify_frame(samples)
             self.summary.frames += 1
-            self._frame_event(frame, c, chunk, restored)
-            for ev in self.tracker.update(c, frame):
+            for ev in self.tracker.update(c, frame):  # alerts first: they are what waits
                 self._alert_event(ev, report, chunk)
+            self._frame_event(frame, c, chunk, restored)
         if frames:
             self._lead_off[:] = False
 

@@ -9,29 +9,27 @@ pooled features, and a window's model input is a function of its own
 samples alone (:func:`edge.dsp.model_window`). In a stream, each 10 s hop of
 a 30 s frame brings one new window; the other two are the previous frame's,
 with the same samples. :meth:`Classifier.frame_features` keeps the pooled
-features of the last ``cache_windows`` windows with the bytes of their
-samples, and computes (resampling, normalisation, extractor, pooling) only
-the windows it has not seen. The key is the content, not a position: a hit
-is by construction the same input, whatever framed it (any hop, a flushed
-partial frame, frames built by hand), at the price of copying and comparing
-240 kB per window (about 0.01 ms; a sparse fingerprint finds the candidate).
-Scores with and without the cache are bit for bit the same
-(``tests/edge/test_incremental.py``): the pooled rows of a window are the
-same numbers, combined in the same order. That a window's output does not
-depend on the other windows of its onnxruntime batch (a hop runs one, a full
-pass three) is what the CPU kernels do, and is tested for both models, int8
-and fp32, on whatever machine runs the tests and ``python -m benchmarks``.
-The cache holds about 2 MB (8 windows of 12 x 5000 float32).
+features of the last ``cache_windows`` windows, found again by their samples
+(:class:`edge._reuse.ContentCache`: the key is the content, not a position),
+and computes (resampling, normalisation, extractor, pooling) only the
+windows it has not seen. Scores with and without the cache are bit for bit
+the same (``tests/edge/test_incremental.py``): the pooled rows of a window
+are the same numbers, combined in the same order. That a window's output
+does not depend on the other windows of its onnxruntime batch (a hop runs
+one, a full pass three) is what the CPU kernels do, and is tested for both
+models, int8 and fp32, on whatever machine runs the tests and
+``python -m benchmarks``. The cache holds about 2 MB (8 windows of
+12 x 5000 float32).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
+from edge._reuse import ContentCache
 from edge.bundle import Bundle
 from edge.dsp import model_window, model_windows, window_spans
 from edge.errors import BundleError, check_choice, check_int, invalid
@@ -67,19 +65,6 @@ def combine_windows(rows: np.ndarray | list[np.ndarray]) -> np.ndarray:
     return total / len(rows)
 
 
-_FINGERPRINT_STEP = 61  # every 61st sample of each lead finds the candidate (~1 kB hashed)
-
-
-def _window_key(x: np.ndarray, a: int, b: int) -> tuple[tuple[int, int], bytes]:
-    """Where to look for samples ``[a, b)`` of a float32 (n_leads, n) array: a fingerprint.
-
-    Hashing all 240 kB of a window costs 0.06 ms, copying and comparing them
-    0.008 ms: the cache finds its candidate by a sparse fingerprint and
-    accepts it only when all the bytes are equal (:meth:`Classifier.frame_features`).
-    """
-    return (x.shape[0], b - a), x[:, a:b:_FINGERPRINT_STEP].tobytes()
-
-
 @dataclass(frozen=True)
 class Classification:
     """Scores of one frame per class and which pass their threshold.
@@ -113,10 +98,7 @@ class Classifier:
         # 8 windows: the last two frames' three (a hop of 5 s reuses windows of the
         # frame before the last); 0 turns the reuse off.
         self.cache_windows = check_int("cache_windows", cache_windows, min_value=0)
-        # fingerprint -> (the window's bytes, its pooled row); see _window_key
-        self._cache: OrderedDict[tuple, tuple[bytes, np.ndarray]] = OrderedDict()
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self._cache = ContentCache(self.cache_windows)  # a window's samples -> its pooled row
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -174,31 +156,24 @@ class Classifier:
         if samples.shape[1] > cfg.frame_samples:
             samples = samples[:, samples.shape[1] - cfg.frame_samples :]
         ro = np.asarray(samples, dtype=np.float32)
-        spans = window_spans(ro.shape[1], cfg)
-        keys, rows, todo = [], [], []
-        for i, (a, b) in enumerate(spans):
-            key, data = _window_key(ro, a, b), ro[:, a:b].tobytes()
-            keys.append((key, data))
-            entry = self._cache.get(key)
-            if entry is not None and entry[0] == data:  # every sample equal: the same window
-                self._cache.move_to_end(key)
-                rows.append(entry[1])
-            else:
-                todo.append(i)
-                rows.append(None)
-        self.cache_hits += len(spans) - len(todo)
-        self.cache_misses += len(todo)
+        parts = [(ro[:, a:b],) for a, b in window_spans(ro.shape[1], cfg)]
+        found = [self._cache.find(p) for p in parts]
+        rows = [row for _, row in found]
+        todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
-            parts = [ro[:, spans[i][0] : spans[i][1]] for i in todo]
-            new = self.window_rows(np.stack([model_window(part, cfg) for part in parts]))
+            new = self.window_rows(np.stack([model_window(parts[i][0], cfg) for i in todo]))
             for i, row in zip(todo, new):
                 rows[i] = row
-                key, data = keys[i]
-                self._cache[key] = (data, row)  # replaces a different window of that fingerprint
-                self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_windows:
-                self._cache.popitem(last=False)
+                self._cache.put(found[i][0], row)
         return combine_windows(rows)
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self._cache.misses
 
     def reset(self) -> None:
         """Forget the cached windows (results do not depend on it: only the time does)."""

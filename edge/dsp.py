@@ -166,7 +166,7 @@ class Resampler:
         if not self.identity:
             self.phases = _polyphase_filter(self.up, self.down, half_taps, kaiser_beta)
             if self.up == 1:  # decimation (1000 -> 500 Hz, 500 Hz -> the model rate)
-                self._blocks = _decimation_blocks(self.down, half_taps, kaiser_beta)
+                self._super = _decimation_super(self.down, half_taps, kaiser_beta)
         self.reset()
 
     def reset(self) -> None:
@@ -205,44 +205,53 @@ class Resampler:
         return np.einsum("lkt,kt->lk", win, self.phases[p])
 
     def _decimate(self, x: np.ndarray) -> np.ndarray:
-        """``up == 1``: the same filter as one matrix product over blocks of ``down`` samples.
+        """``up == 1``: the same filter as one matrix product over blocks of outputs.
 
-        Output ``m`` is the dot product of the filter with the ``n_blk * down``
-        input samples ending at ``m * down`` (the taps padded with zeros at the
-        far end to whole blocks), that is ``n_blk`` consecutive blocks. With the
-        blocks ``B`` (n_leads, n_blocks, down) and the reversed taps ``G``
-        (n_blk, down), ``P = B @ G.T`` is every block against every tap block,
-        and output ``j`` sums the diagonal ``P[:, j + a, a]``. The products
-        are those of the per-output dot product, summed in another order: the
-        result equals it to float64 rounding (1e-15 of the signal), about
-        ten times faster than gathering a window per output.
+        Output ``m`` is the dot product of the filter with the ``W`` input
+        samples ending at ``m * down`` (the taps padded with zeros at the far
+        end to whole blocks of ``down``). The input is cut into super-blocks of
+        ``D = q * down`` samples, one per ``q`` consecutive outputs; the taps
+        become ``H`` (n_a, q, D): ``H[a, s]`` is what output ``s`` of a
+        super-block takes from the super-block ``a`` after its own.
+        ``P = H @ blocks.T`` is every tap row against every super-block (one
+        matrix product with an inner dimension of ``D``, about 50 for 500 ->
+        100 Hz), and the ``q`` outputs of super-block ``J`` are the sum over
+        ``a`` of ``P[a, :, J + a]``. The products are those of the per-output
+        dot product (and products with the zero padding), summed in another
+        order: the result equals it to float64 rounding (1e-15 of the signal),
+        2-3 times faster than a product per block of ``down`` and about 25
+        times faster than gathering a window per output.
         """
         d = self.down
-        g = self._blocks  # (n_blk, d)
-        n_blk = g.shape[0]
-        n_hist = n_blk * d - 1
+        h, q, n_a, n_hist = self._super
+        n_new = x.shape[1]
         if self._hist is None:  # as if constant at the first value before the start
             self._hist = np.repeat(x[:, :1].astype(np.float64), n_hist, axis=1)
-        buf = np.concatenate([self._hist, x.astype(np.float64)], axis=1)
-        g0 = self._n_in - n_hist  # global index of buf[:, 0]
-        self._n_in += x.shape[1]
+        hist = self._hist
+        o = self._n_out * d - self._n_in  # samples of the history before the first window
+        self._n_in += n_new
         m0, m_end = self._n_out, output_length(self._n_in, self.fs_in, self.fs_out)
         self._n_out = m_end
-        self._hist = buf[:, buf.shape[1] - n_hist :]
+        if n_new >= n_hist:
+            self._hist = x[:, n_new - n_hist :].astype(np.float64)
+        else:
+            self._hist = np.concatenate([hist[:, n_new:], x.astype(np.float64)], axis=1)
         k = m_end - m0
         if k <= 0:
             return np.zeros((self.n_leads, 0))
-        o = m0 * d - n_hist - g0  # buf index where the first output's blocks start
-        n_b = k + n_blk - 1
-        blocks = buf[:, o : o + n_b * d].reshape(-1, d)  # (n_leads * n_b, d)
-        # P transposed, (n_blk, n_leads, n_b): every tap block against every block, one
-        # matrix product; output j is then the sum over a of P[a, :, j + a], added in
-        # order of a (contiguous rows: twice as fast as summing a strided diagonal)
-        p = (g @ blocks.T).reshape(n_blk, self.n_leads, n_b)
-        out = p[0, :, :k].copy()
-        for a in range(1, n_blk):
-            out += p[a, :, a : a + k]
-        return out
+        n_j = -(-k // q)
+        n_sb = n_j + n_a - 1
+        # the input from the first output's window on, zero-padded to whole super-blocks
+        buf = np.zeros((self.n_leads, n_sb * q * d))
+        n_old = min(n_hist - o, buf.shape[1])
+        buf[:, :n_old] = hist[:, o : o + n_old]
+        n_cur = min(n_new, buf.shape[1] - n_old)
+        buf[:, n_old : n_old + n_cur] = x[:, :n_cur]
+        p = (h @ buf.reshape(-1, q * d).T).reshape(n_a, q, self.n_leads, n_sb)
+        out = p[0, :, :, :n_j].copy()  # (q, n_leads, n_j): output J * q + s at [s, :, J]
+        for a in range(1, n_a):
+            out += p[a, :, :, a : a + n_j]
+        return out.transpose(1, 2, 0).reshape(self.n_leads, n_j * q)[:, :k]
 
 
 @lru_cache(maxsize=8)
@@ -257,6 +266,33 @@ def _decimation_blocks(down: int, half_taps: int, kaiser_beta: float) -> np.ndar
     g = np.concatenate([np.zeros(n_blk * down - len(h)), h[::-1]]).reshape(n_blk, down)
     g.flags.writeable = False
     return g
+
+
+@lru_cache(maxsize=8)
+def _decimation_super(
+    down: int, half_taps: int, kaiser_beta: float
+) -> tuple[np.ndarray, int, int, int]:
+    """``(H, q, n_a, n_hist)`` of :meth:`Resampler._decimate`; ``H`` read-only.
+
+    ``H`` is (n_a * q, q * down): row ``a * q + s`` holds the taps that output
+    ``s`` of a super-block of ``q`` outputs applies to the super-block ``a``
+    after its own first one. ``q`` is half the filter's length in blocks of
+    ``down`` (11 for 500 -> 100 Hz), so ``H`` has 2-3 super-blocks of rows;
+    ``n_hist`` input samples are kept between chunks.
+    """
+    g = _decimation_blocks(down, half_taps, kaiser_beta).ravel()  # (W,), W = n_blk * down
+    w = g.size
+    q = -(-(w // down) // 2)
+    width = q * down
+    n_a = -(-((q - 1) * down + w) // width)
+    h = np.zeros((n_a, q, width))
+    for s in range(q):  # output s's window starts s * down into the super-block
+        flat = np.zeros(n_a * width)
+        flat[s * down : s * down + w] = g
+        h[:, s, :] = flat.reshape(n_a, width)
+    h = h.reshape(n_a * q, width)
+    h.flags.writeable = False
+    return h, q, n_a, w - 1
 
 
 @lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from edge.dsp import (
     output_length,
     preprocess,
     to_model_rate,
+    _polyphase_filter,
 )
 from edge.errors import ConfigError
 
@@ -106,6 +107,21 @@ class TestRates:
         delay = 0 if rs.identity else 10 * max(rs.up, rs.down) / rs.up / fs
         ref = np.sin(2 * np.pi * 5 * (np.arange(y.size) / 500 - delay))
         assert np.max(np.abs(y[1000:] - ref[1000:])) < 2e-3
+
+    @pytest.mark.parametrize(("fs_in", "fs_out"), [(500, 100), (1000, 500), (1000, 100), (500, 50)])
+    def test_decimation_is_the_filter_at_every_output(self, fs_in, fs_out):
+        # the definition, one dot product per output: y[m] = sum_i h[i] x[m * down - i],
+        # the input held at its first value before the start; any chunking
+        rs = Resampler(fs_in, fs_out, n_leads=3)
+        h = _polyphase_filter(1, rs.down, 10, 5.0)[0]
+        x = np.random.default_rng(1).normal(0, 1, (3, 2345)).astype(np.float32)
+        ext = np.concatenate([np.repeat(x[:, :1], h.size, axis=1), x], axis=1).astype(np.float64)
+        m = np.arange(output_length(x.shape[1], fs_in, fs_out))
+        idx = h.size + m[:, None] * rs.down - np.arange(h.size)[None, :]
+        ref = ext[:, idx] @ h
+        got = np.concatenate([rs.push(x[:, a : a + 333]) for a in range(0, x.shape[1], 333)], 1)
+        assert got.shape == ref.shape
+        assert np.max(np.abs(got - ref)) < 1e-12
 
     def test_bad_rate_is_refused(self):
         with pytest.raises(ConfigError, match="'fs'"):

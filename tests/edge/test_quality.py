@@ -8,7 +8,7 @@ import pytest
 from edge.dsp import Preprocessor
 from edge.errors import ConfigError
 from edge.framer import Frame, Framer
-from edge.quality import QualityChecker, QualityConfig
+from edge.quality import QualityChecker, QualityConfig, _noise_ratio
 from edge.sources import LEADS
 
 FS = 500
@@ -53,6 +53,41 @@ class TestRealRecords:
                 assert report.ok, (rec.name, frame.start_sample, report.reasons)
                 n += 1
         assert n >= 14
+
+
+class TestSegments:
+    """Noise is judged per 10-s segment (the classifier's windows), the worst counting."""
+
+    def test_ten_seconds_of_noise_fail_the_frame(self):
+        x = _ecg()
+        x[9, 20 * FS :] += np.random.default_rng(1).normal(0, 0.3, 10 * FS).astype(np.float32)
+        (frame, raw), *_ = _frames(x, FS)[-1:]
+        r = QualityChecker().check(frame, None, raw.samples)
+        assert not r.ok and r.reasons == ("excessive noise on V4",)
+        # a median over the whole 30 s sees two clean thirds and lets the frame pass
+        whole = _noise_ratio(raw.samples, frame.samples, 0.01)
+        assert whole[9] < QualityConfig().noise_max_ratio < r.stats[9].noise_ratio
+
+    def test_segments_kept_change_no_verdict(self, sample_records):
+        stream, steady = QualityChecker(), 0
+        for rec in sample_records:
+            prev = None
+            for frame, raw in _frames(rec.signal, rec.fs):
+                got = stream.check(frame, None, raw.samples)
+                alone = QualityChecker().check(frame, None, raw.samples)
+                assert got == alone and got.stats == alone.stats
+                steady += prev is not None and prev.n_valid == frame.n_valid == 15000
+                prev = frame
+        assert steady > 0 and stream._segments.hits >= 2 * steady  # two of three segments
+
+    def test_a_restarted_stream_is_not_confused(self):
+        # the same sample positions with other samples: found by content, not position
+        qc = QualityChecker()
+        noisy = _ecg()
+        noisy[2] += np.random.default_rng(2).normal(0, 0.3, noisy.shape[1]).astype(np.float32)
+        for x, ok in ((_ecg(), True), (noisy, False), (_ecg(), True)):
+            (frame, raw), *_ = _frames(x, FS)[-1:]
+            assert qc.check(frame, None, raw.samples).ok is ok
 
 
 class TestSynthetic:
