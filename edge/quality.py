@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edge._reuse import ContentCache
-from edge.errors import check_int, check_positive, invalid
 from edge.dsp import window_starts
+from edge.errors import check_int, check_positive, invalid
 from edge.framer import Frame
 from edge.sources import LEADS, N_LEADS
 

@@ -13,6 +13,7 @@ from edge.dsp import (
     DspConfig,
     Preprocessor,
     Resampler,
+    _polyphase_filter,
     frame_for_model,
     make_frame,
     model_windows,
@@ -20,7 +21,6 @@ from edge.dsp import (
     output_length,
     preprocess,
     to_model_rate,
-    _polyphase_filter,
 )
 from edge.errors import ConfigError
 
