@@ -12,8 +12,10 @@ has produced :func:`output_length` samples: one per 500 Hz instant up to the
 last input instant. Both stages start as if the signal had been constant at
 its first value before the stream began, so a DC offset gives no start-up
 step. Per frame, :func:`make_frame` zero-pads at the end to 15000 samples and
-:func:`normalize` scales each lead by the statistics of its real samples
-(padding stays exactly 0).
+:func:`normalize_window` prepares each window for the model as the bundle
+says (``DspConfig.norm``): ``lead`` scales each lead by the statistics of its
+real samples (:func:`normalize`), ``mv`` keeps the amplitude in millivolts
+(:func:`centre_mv`); padding stays exactly 0 either way.
 
 >>> import numpy as np
 >>> pre = Preprocessor(fs_in=250)
@@ -38,6 +40,7 @@ FRAME_SAMPLES = 15000  # 30 s at 500 Hz
 N_LEADS = 12
 MODEL_FS = 100.0  # the extractor's rate: PTB-XL, the bulk of the training data, has no more
 WINDOW_SAMPLES = 1000  # 10 s windows at the model rate
+NORMS = ("lead", "mv")  # DspConfig.norm: per-lead z-score, or millivolts kept
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class DspConfig:
     resample_half_taps: int = 10  # filter half-length, in units of max(up, down)
     resample_kaiser_beta: float = 5.0
     norm_min_std_mv: float = 0.01
+    # How a window reaches the model: "lead" z-scores each lead (the first bundles);
+    # "mv" keeps millivolts (each lead centred, clipped at +-norm_clip_mv), so that
+    # low voltage and the frontal axis (the ratio of limb-lead amplitudes) stay visible.
+    norm: str = "lead"
+    norm_clip_mv: float = 5.0
     # What the extractor sees: the frame brought to ``model_fs`` (anti-alias FIR, the
     # same resampler as the input side) and cut into windows of ``window_samples``.
     model_fs: float = MODEL_FS
@@ -63,6 +71,9 @@ class DspConfig:
         if not 0 < lo < hi < self.fs / 2:
             raise invalid("band_hz", f"0 < low < high < {self.fs / 2}", self.band_hz)
         check_positive("model_fs", self.model_fs)
+        if self.norm not in NORMS:
+            raise invalid("norm", " or ".join(NORMS), self.norm)
+        check_positive("norm_clip_mv", self.norm_clip_mv)
         if self.model_fs > self.fs:
             raise invalid("model_fs", f"at most fs ({self.fs:g} Hz)", self.model_fs)
         check_int("window_samples", self.window_samples, min_value=1)
@@ -398,6 +409,35 @@ def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.
     return out
 
 
+def centre_mv(frame: np.ndarray, n_valid: int | None = None, clip_mv: float = 5.0) -> np.ndarray:
+    """Centre each lead on the mean of its first ``n_valid`` samples, keep millivolts.
+
+    Amplitude is what low QRS voltage is, and the frontal axis is the ratio of
+    the limb leads' amplitudes: per-lead z-scoring erases both. Samples beyond
+    +-``clip_mv`` (pacemaker spikes, a lead coming off) are clipped, so that
+    they cannot stretch the int8 input's range. Padding stays 0; returns a new
+    float32 array.
+    """
+    n_valid = frame.shape[1] if n_valid is None else n_valid
+    out = np.zeros_like(frame, dtype=np.float32)
+    if n_valid <= 0:
+        return out
+    real = frame[:, :n_valid].astype(np.float64)
+    centred = real - real.mean(axis=1, keepdims=True)
+    out[:, :n_valid] = np.clip(centred, -clip_mv, clip_mv)
+    return out
+
+
+def normalize_window(
+    frame: np.ndarray, n_valid: int | None = None, config: DspConfig | None = None
+) -> np.ndarray:
+    """A window (or frame) as the model sees it, by ``config.norm``: the one place it is decided."""
+    config = config or DspConfig()
+    if config.norm == "mv":
+        return centre_mv(frame, n_valid, config.norm_clip_mv)
+    return normalize(frame, n_valid, config.norm_min_std_mv)
+
+
 def to_model_rate(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
     """Preprocessed (n_leads, n) samples at ``fs`` -> (n_leads, m) float32 at ``model_fs``.
 
@@ -468,11 +508,12 @@ def model_window(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:
     """The samples of one window at ``fs`` -> its (n_leads, window_samples) model input.
 
     A function of these samples alone (:func:`model_windows`): brought to
-    ``model_fs``, zero-padded at the end, normalised on its real samples.
+    ``model_fs``, zero-padded at the end, normalised on its real samples
+    (:func:`normalize_window`).
     """
     config = config or DspConfig()
     win, n_valid = make_frame(to_model_rate(x, config), config.window_samples)
-    return normalize(win, n_valid, config.norm_min_std_mv)
+    return normalize_window(win, n_valid, config)
 
 
 def frame_for_model(x: np.ndarray, config: DspConfig | None = None) -> np.ndarray:

@@ -7,18 +7,19 @@
 # Set SEED (default 0), MODEL (cnn or resnet), WIDTH (1: layer width multiplier), EPOCHS (30),
 # P_SHORTEN (0.3: share of crops cut shorter than 10 s), EMA (0: decay of a moving average of
 # the weights, e.g. 0.999), THREADS (2: torch threads; 1 to run two experiments side by side),
-# OUT (runs/).
+# NORM (lead: each lead z-scored; mv: millivolts kept), OUT (runs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="$1"; ptbxl="$2"; challenge="$3"
 seed="${SEED:-0}"; model="${MODEL:-cnn}"; epochs="${EPOCHS:-30}"; out="${OUT:-runs}"
 width="${WIDTH:-1}"; shorten="${P_SHORTEN:-0.3}"; ema="${EMA:-0}"; threads="${THREADS:-2}"
+norm="${NORM:-lead}"
 tag="$model$([ "$width" = 1 ] || echo "-w$width")$([ "$shorten" = 0.3 ] || echo "-p$shorten")"
-tag="$tag$([ "$ema" = 0 ] || echo "-ema$ema")"
+tag="$tag$([ "$ema" = 0 ] || echo "-ema$ema")$([ "$norm" = lead ] || echo "-$norm")"
 train() {  # train OUT_DIR DATA...
   local dir="$1"; shift
   .venv/bin/ecg-train fit "$@" --out "$dir/bundle" --model "$model" --width "$width" --epochs "$epochs" \
-    --p-shorten "$shorten" --ema "$ema" \
+    --p-shorten "$shorten" --ema "$ema" --norm "$norm" \
     --patience 6 --seed "$seed" --threads "$threads" --resume 2>&1 | tee -a "$dir.log"
 }
 case "$what" in

@@ -92,6 +92,7 @@ def _train_config(
     width: float = 1.0,
     p_shorten: float = 0.3,
     ema: float = 0.0,
+    norm: str = "lead",
 ):
     from trainer.fit import TrainConfig
 
@@ -100,6 +101,7 @@ def _train_config(
         width=width,
         p_shorten=p_shorten,
         ema=ema,
+        norm=norm,
         epochs=epochs,
         device=device,
         seed=seed,
@@ -135,6 +137,12 @@ def fit(
         help="Keep an exponential moving average of the weights with this decay per step "
         "(e.g. 0.999) and validate and export it; 0: off.",
     ),
+    norm: str = typer.Option(
+        "lead",
+        "--norm",
+        help="What the model sees: lead (each lead z-scored) or mv (millivolts kept, "
+        "each lead centred: low voltage and the axis stay visible). Written into the bundle.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     folds: int = typer.Option(
         5, "--folds", min=2, help="Inner folds: one for early stopping, all for C and thresholds."
@@ -163,7 +171,7 @@ def fit(
     from trainer.pipeline import fit_bundle
 
     cfg = _train_config(
-        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten, ema
+        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten, ema, norm
     )
     from trainer.fit import pick_device
 

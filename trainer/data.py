@@ -194,7 +194,9 @@ def _model_rate_path(path: str | Path) -> str:
 
 def cache_key(config: DspConfig) -> str:
     """Folder name for a preprocessing configuration (changing it invalidates the cache)."""
-    blob = json.dumps({"dsp": config.to_json(), "v": 2}, sort_keys=True).encode()
+    # normalisation happens per window after the cache: it does not change what is cached
+    dsp = {k: v for k, v in config.to_json().items() if not k.startswith("norm")}
+    blob = json.dumps({"dsp": dsp, "v": 2}, sort_keys=True).encode()
     return "dsp-" + hashlib.sha256(blob).hexdigest()[:12]
 
 

@@ -2,12 +2,15 @@
 
 Input windows come from the cached ``edge.dsp`` signals at the model rate
 (``edge.dsp.to_model_rate``) and are cut as the edge cuts them
-(``edge.dsp.make_frame`` + ``normalize``, one window of ``window_samples``),
+(``edge.dsp.make_frame`` + ``normalize_window``, one window of ``window_samples``),
 with augmentation for what differs between a training record and a new
 device: random crops of longer records, random shorter lengths (2.5 s and
 up) padded at the end (short records, the first frames of a live stream),
-random noise and baseline wander, and a random gain per lead (a no-op after
-per-lead normalisation except through the noise it scales).
+random noise and baseline wander, and a random gain: per lead (0.7-1.3, a no-op
+after per-lead z-scoring except through the noise it scales), or, where the
+model sees millivolts (``norm="mv"``), one gain for the whole record (0.8-1.25,
+as front ends and skin differ) times a small one per lead (0.95-1.05), so that
+the ratios between leads (the axis) and low voltage survive.
 
 Runs on one CPU, one GPU, or several processes under ``torchrun``
 (DistributedDataParallel; each rank trains on its shard of every epoch,
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.dsp import MODEL_FS, WINDOW_SAMPLES, make_frame, normalize
+from edge.dsp import MODEL_FS, NORMS, WINDOW_SAMPLES, DspConfig, make_frame, normalize_window
 from edge.errors import ConfigError, EcgEdgeError, check_choice
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import challenge_metric
@@ -56,10 +59,12 @@ class TrainConfig:
     wander_mv: float = 0.1
     pos_weight_max: float = 10.0
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step; 0: off
+    norm: str = "lead"  # edge.dsp.DspConfig.norm: "lead" z-scores each lead, "mv" keeps amplitude
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, ("cnn", "resnet"))
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("norm", self.norm, NORMS)
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("Invalid value for 'epochs'/'batch_size': expected >= 1")
         if not 0.0 <= self.ema < 1.0:
@@ -115,14 +120,25 @@ def augment(
         f = rng.uniform(0.05, 0.5)
         amp = rng.uniform(0, cfg.wander_mv, (x.shape[0], 1))
         x = x + (amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
-    x = x * rng.uniform(0.7, 1.3, (x.shape[0], 1)).astype(np.float32)
+    if cfg.norm == "mv":
+        gain = np.exp(rng.uniform(np.log(0.8), np.log(1.25))) * rng.uniform(0.95, 1.05, (len(x), 1))
+    else:
+        gain = rng.uniform(0.7, 1.3, (x.shape[0], 1))
+    x = x * gain.astype(np.float32)
     return make_frame(x, n_frame)
 
 
-def eval_frame(x: np.ndarray, n_frame: int = WINDOW_SAMPLES) -> np.ndarray:
+def dsp_config(cfg: TrainConfig) -> DspConfig:
+    """The preprocessing this run trains with (and writes into its bundle's manifest)."""
+    return DspConfig(norm=cfg.norm)
+
+
+def eval_frame(
+    x: np.ndarray, n_frame: int = WINDOW_SAMPLES, config: DspConfig | None = None
+) -> np.ndarray:
     """The deterministic window of a record for validation: its last one, as the edge's last."""
     frame, n_valid = make_frame(x.astype(np.float32), n_frame)
-    return normalize(frame, n_valid)
+    return normalize_window(frame, n_valid, config)
 
 
 def batches(
@@ -133,12 +149,13 @@ def batches(
     rng: np.random.Generator,
 ):
     """Yield (x, y) float tensors of augmented frames for the records ``idx``."""
+    config = dsp_config(cfg)
     for s in range(0, len(idx), cfg.batch_size):
         chunk = idx[s : s + cfg.batch_size]
         frames = []
         for i in chunk:
             frame, n_valid = augment(signals[i], rng, cfg)
-            frames.append(normalize(frame, n_valid))
+            frames.append(normalize_window(frame, n_valid, config))
         yield torch.from_numpy(np.stack(frames)), torch.from_numpy(labels[chunk].astype(np.float32))
 
 
@@ -218,7 +235,10 @@ def train_extractor(
     pw = np.clip(neg / np.maximum(pos, 1), 1.0, cfg.pos_weight_max).astype(np.float32)
     ema = _ema_model(model, cfg.ema)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.from_numpy(pw).to(device))
-    val_frames = np.stack([eval_frame(signals[i]) for i in val_idx]) if len(val_idx) else None
+    dsp = dsp_config(cfg)
+    val_frames = (
+        np.stack([eval_frame(signals[i], config=dsp) for i in val_idx]) if len(val_idx) else None
+    )
     weights = reward_matrix(class_codes()) if n_classes == len(class_codes()) else None
     normal = class_codes().index(NORMAL_CODE) if weights is not None else 0
 

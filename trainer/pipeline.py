@@ -31,7 +31,7 @@ from trainer.export import (
     quantize_int8,
     run_features,
 )
-from trainer.fit import TrainConfig, train_extractor
+from trainer.fit import TrainConfig, dsp_config, train_extractor
 from trainer.heads import (
     HeadReport,
     fit_heads,
@@ -134,10 +134,14 @@ def edge_features(
 
 
 def calibration_frames(
-    items: list[Item], n: int, seed: int, signals: list[np.ndarray] | None = None
+    items: list[Item],
+    n: int,
+    seed: int,
+    signals: list[np.ndarray] | None = None,
+    config: DspConfig | None = None,
 ) -> np.ndarray:
     """``n`` model-input windows drawn at random among the records' frames (int8 calibration)."""
-    config = DspConfig()
+    config = config or DspConfig()
     rng = np.random.default_rng(seed)
     out: list[np.ndarray] = []
     for r in rng.permutation(len(items)):
@@ -187,7 +191,7 @@ def fit_bundle(
     weights = reward_matrix(codes)
     normal = codes.index(NORMAL_CODE)
     train_idx = np.asarray(train_idx)
-    config = DspConfig()
+    config = dsp_config(cfg)
     if signals_model is None:
         signals_model = [to_model_rate(np.asarray(x, np.float32), config) for x in signals]
     if val_idx is not None:
@@ -217,12 +221,16 @@ def fit_bundle(
         fit.model, workdir / "extractor.fp32.onnx", n_samples=config.window_samples
     )
     calib = calibration_frames(
-        [items[i] for i in train_idx], 128, cfg.seed, take(signals, train_idx)
+        [items[i] for i in train_idx], 128, cfg.seed, take(signals, train_idx), config
     )
     int8_path = quantize_int8(fp32_path, workdir / "extractor.onnx", calib, "minmax")
     log(f"phase 2: features of {len(fit_idx)} records through the fp32 and int8 extractors")
     rf = edge_features(
-        fit_items, {"fp32": fp32_path, "int8": int8_path}, signals=fit_signals, log=log
+        fit_items,
+        {"fp32": fp32_path, "int8": int8_path},
+        signals=fit_signals,
+        config=config,
+        log=log,
     )
     feats_fp32 = rf.features["fp32"]
     rec_labels = labels[fit_idx]
@@ -263,7 +271,7 @@ def fit_bundle(
         else:
             int8_path = quantize_int8(fp32_path, workdir / "extractor.onnx", calib, method)
             feats_int8 = edge_features(
-                fit_items, {"int8": int8_path}, signals=fit_signals, log=log
+                fit_items, {"int8": int8_path}, signals=fit_signals, config=config, log=log
             ).features["int8"]
         agree = compare_features(feats_fp32, feats_int8)
         head_int8, rep_int8 = heads_for(feats_int8, f"int8 {method}")
