@@ -14,10 +14,12 @@ from edge.dsp import (
     Preprocessor,
     Resampler,
     _polyphase_filter,
+    centre_mv,
     frame_for_model,
     make_frame,
     model_windows,
     normalize,
+    normalize_window,
     output_length,
     preprocess,
     to_model_rate,
@@ -203,3 +205,52 @@ class TestFrame:
         assert DspConfig.from_json(c.to_json()) == c
         with pytest.raises(ConfigError, match="band_hz"):
             DspConfig(band_hz=(50.0, 10.0))
+
+
+class TestMillivolts:
+    """``DspConfig.norm="mv"``: the model sees amplitude (low voltage, the axis)."""
+
+    def test_amplitude_and_lead_ratios_are_kept(self):
+        x = _signal(500, 10.0)
+        mv = DspConfig(norm="mv")
+        a = model_windows(x, mv)
+        b = model_windows(2 * x, mv)  # twice the voltage: twice the input, not the same
+        np.testing.assert_allclose(b, 2 * a, rtol=1e-5, atol=1e-5)
+        z = model_windows(x)  # per-lead z-score (the default): the gain is gone
+        np.testing.assert_allclose(model_windows(2 * x), z, rtol=1e-4, atol=1e-4)
+        real = a[0]
+        np.testing.assert_allclose(real.mean(axis=1), 0, atol=1e-5)  # each lead centred
+
+    def test_padding_stays_zero_and_spikes_are_clipped(self):
+        frame = np.zeros((12, 100), dtype=np.float32)
+        frame[:, :60] = 1.0
+        frame[3, 10] = 40.0  # a pacemaker spike
+        out = centre_mv(frame, 60, clip_mv=5.0)
+        assert np.all(out[:, 60:] == 0) and out.dtype == np.float32
+        assert out.max() == 5.0 and out[0, 0] == 0.0
+        assert np.all(centre_mv(frame, 0) == 0)
+
+    def test_dispatch_follows_the_config(self):
+        frame = _signal(100, 10.0)
+        np.testing.assert_array_equal(normalize_window(frame, 800), normalize(frame, 800))
+        np.testing.assert_array_equal(
+            normalize_window(frame, 800, DspConfig(norm="mv", norm_clip_mv=3.0)),
+            centre_mv(frame, 800, 3.0),
+        )
+
+    def test_config_round_trip_and_older_manifests(self):
+        c = DspConfig(norm="mv")
+        assert DspConfig.from_json(c.to_json()) == c
+        legacy = {k: v for k, v in DspConfig().to_json().items() if not k.startswith("norm_c")}
+        legacy.pop("norm")
+        assert DspConfig.from_json(legacy).norm == "lead"  # bundles made before the setting
+        with pytest.raises(ConfigError, match="norm"):
+            DspConfig(norm="zscore")
+        with pytest.raises(ConfigError, match="norm_clip_mv"):
+            DspConfig(norm="mv", norm_clip_mv=0.0)
+
+    def test_the_cache_does_not_depend_on_normalisation(self):
+        from trainer.data import cache_key
+
+        assert cache_key(DspConfig(norm="mv")) == cache_key(DspConfig())
+        assert cache_key(DspConfig(band_hz=(0.67, 40.0))) != cache_key(DspConfig())

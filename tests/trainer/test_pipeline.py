@@ -171,6 +171,34 @@ class TestFitCli:
         assert b.manifest.dsp.model_fs == 100 and b.head.calibrated
         assert "svm_int8" in b.manifest.validation["validation_set"]
 
+    @pytest.mark.slow
+    def test_millivolt_bundle_trains_and_runs_as_it_trained(self, shared_data, tmp_path):
+        """--norm mv: the manifest says so, and the edge feeds the model what phase 1 saw."""
+        from trainer.data import scan
+        from trainer.fit import dsp_config, eval_frame
+
+        ptbxl = shared_data.parent / "ptbxl" / "sample"
+        env = {**os.environ, "ECG_EDGE_CACHE": str(tmp_path / "cache")}
+        r = _run("fit", ptbxl, "--out", tmp_path / "b", "--epochs", "1", "--norm", "mv", env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        b = load_bundle(tmp_path / "b")
+        assert b.manifest.dsp.norm == "mv"
+        assert b.manifest.training["phase1"]["config"]["norm"] == "mv"
+        it = scan([ptbxl]).items[0]
+        edge_in = record_model_inputs(it, b.manifest.dsp)  # what edge.classify is given
+        assert np.abs(edge_in).max() > 0.3  # millivolts, not unit variance
+        lead_std = edge_in[0].std(axis=1)
+        assert lead_std.max() / lead_std.min() > 1.5  # leads keep their own amplitudes
+        # phase 1 validated on the same numbers (the cache at 100 Hz, the same window)
+        from trainer.data import load_cache
+
+        _, (sig,) = load_cache(scan([it.header]), cache_dir=tmp_path / "c2", model_rate=True)
+        cfg = dsp_config(TrainConfig(norm="mv"))
+        np.testing.assert_allclose(eval_frame(sig, config=cfg), edge_in[-1], atol=2e-3)
+        # a record with twice the voltage scores differently (z-scoring would give the same)
+        clf = Classifier(b, "fp32")
+        assert not np.allclose(clf.features(edge_in), clf.features(2 * edge_in), atol=1e-3)
+
     def test_no_usable_records(self, tmp_path):
         (tmp_path / "x.hea").write_text("x 12 500 5000\n")
         r = _run("fit", tmp_path, "--out", tmp_path / "b", "--epochs", "1")
