@@ -7,19 +7,21 @@
 # Set SEED (default 0), MODEL (cnn or resnet), WIDTH (1: layer width multiplier), EPOCHS (30),
 # P_SHORTEN (0.3: share of crops cut shorter than 10 s), EMA (0: decay of a moving average of
 # the weights, e.g. 0.999), THREADS (2: torch threads; 1 to run two experiments side by side),
-# NORM (lead: each lead z-scored; mv: millivolts kept), OUT (runs/).
+# NORM (lead: each lead z-scored; mv: millivolts kept), DILATIONS (Model 1's per-stage dilations,
+# e.g. 1,1,1,2,4; default none), OUT (runs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="$1"; ptbxl="$2"; challenge="$3"
 seed="${SEED:-0}"; model="${MODEL:-cnn}"; epochs="${EPOCHS:-30}"; out="${OUT:-runs}"
 width="${WIDTH:-1}"; shorten="${P_SHORTEN:-0.3}"; ema="${EMA:-0}"; threads="${THREADS:-2}"
-norm="${NORM:-lead}"
+norm="${NORM:-lead}"; dil="${DILATIONS:-}"
 tag="$model$([ "$width" = 1 ] || echo "-w$width")$([ "$shorten" = 0.3 ] || echo "-p$shorten")"
 tag="$tag$([ "$ema" = 0 ] || echo "-ema$ema")$([ "$norm" = lead ] || echo "-$norm")"
+tag="$tag$([ -z "$dil" ] || echo "-d${dil//,/}")"
 train() {  # train OUT_DIR DATA...
   local dir="$1"; shift
   .venv/bin/ecg-train fit "$@" --out "$dir/bundle" --model "$model" --width "$width" --epochs "$epochs" \
-    --p-shorten "$shorten" --ema "$ema" --norm "$norm" \
+    --p-shorten "$shorten" --ema "$ema" --norm "$norm" --dilations "$dil" \
     --patience 6 --seed "$seed" --threads "$threads" --resume 2>&1 | tee -a "$dir.log"
 }
 case "$what" in

@@ -81,6 +81,20 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    """``"1,1,2"`` -> (1, 1, 2); a bad list is a one-line error naming the flag."""
+    from edge.errors import ConfigError
+
+    if not text.strip():
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"Invalid value for '{flag}': {text!r} (expected integers separated by commas)"
+        ) from None
+
+
 def _train_config(
     model: str,
     epochs: int,
@@ -93,6 +107,7 @@ def _train_config(
     p_shorten: float = 0.3,
     ema: float = 0.0,
     norm: str = "lead",
+    dilations: str = "",
 ):
     from trainer.fit import TrainConfig
 
@@ -102,6 +117,7 @@ def _train_config(
         p_shorten=p_shorten,
         ema=ema,
         norm=norm,
+        dilations=_int_list("--dilations", dilations),
         epochs=epochs,
         device=device,
         seed=seed,
@@ -143,6 +159,12 @@ def fit(
         help="What the model sees: lead (each lead z-scored) or mv (millivolts kept, "
         "each lead centred: low voltage and the axis stay visible). Written into the bundle.",
     ),
+    dilations: str = typer.Option(
+        "",
+        "--dilations",
+        help="Model 1: the dilation of each stage's convolution, comma-separated "
+        "(e.g. 1,1,1,2,4 for a receptive field of about 2.3 s); default: none.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     folds: int = typer.Option(
         5, "--folds", min=2, help="Inner folds: one for early stopping, all for C and thresholds."
@@ -171,7 +193,18 @@ def fit(
     from trainer.pipeline import fit_bundle
 
     cfg = _train_config(
-        model, epochs, device, seed, batch_size, patience, threads, width, p_shorten, ema, norm
+        model,
+        epochs,
+        device,
+        seed,
+        batch_size,
+        patience,
+        threads,
+        width,
+        p_shorten,
+        ema,
+        norm,
+        dilations,
     )
     from trainer.fit import pick_device
 

@@ -36,7 +36,7 @@ from edge.dsp import MODEL_FS, NORMS, WINDOW_SAMPLES, DspConfig, make_frame, nor
 from edge.errors import ConfigError, EcgEdgeError, check_choice
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import challenge_metric
-from trainer.models import build_model, model_config
+from trainer.models import CnnConfig, build_model, model_config
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,20 @@ class TrainConfig:
     pos_weight_max: float = 10.0
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step; 0: off
     norm: str = "lead"  # edge.dsp.DspConfig.norm: "lead" z-scores each lead, "mv" keeps amplitude
+    dilations: tuple[int, ...] = ()  # Model 1's per-stage dilations; (): its default (all 1)
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, ("cnn", "resnet"))
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_choice("norm", self.norm, NORMS)
+        n_stages = len(CnnConfig().widths)
+        if self.dilations and (
+            self.model != "cnn" or min(self.dilations) < 1 or len(self.dilations) != n_stages
+        ):
+            raise ConfigError(
+                f"Invalid value for 'dilations': {self.dilations} "
+                f"(Model 1 only, one integer >= 1 for each of its {n_stages} stages)"
+            )
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("Invalid value for 'epochs'/'batch_size': expected >= 1")
         if not 0.0 <= self.ema < 1.0:
@@ -219,7 +228,8 @@ def train_extractor(
     seed_everything(cfg.seed)
     workdir.mkdir(parents=True, exist_ok=True)
     n_classes = labels.shape[1]
-    model = build_model(cfg.model, n_classes, width=cfg.width).to(device)
+    extra = {"dilations": tuple(cfg.dilations)} if cfg.dilations else {}
+    model = build_model(cfg.model, n_classes, width=cfg.width, **extra).to(device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(

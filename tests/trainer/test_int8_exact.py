@@ -62,9 +62,10 @@ def _session(path, threads=1, optimized=None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 
-@pytest.fixture(scope="module", params=["cnn", "resnet"])
+@pytest.fixture(scope="module", params=["cnn", "resnet", "cnn-dilated"])
 def graphs(request, windows, tmp_path_factory):
-    """fp32, portable int8 and previous-scheme int8 graphs of Model 1 or Model 2.
+    """fp32, portable int8 and previous-scheme int8 graphs of Model 1, Model 2, or Model 1
+    with dilated convolutions (``ecg-train fit --dilations``).
 
     Random weights (seeded) with batch-norm statistics taken from the real
     windows, so activations have the ranges of a trained model's.
@@ -72,7 +73,10 @@ def graphs(request, windows, tmp_path_factory):
     name = request.param
     tmp = tmp_path_factory.mktemp(name)
     torch.manual_seed(0)
-    model = build_model(name, 24).train()
+    if name == "cnn-dilated":
+        model = build_model("cnn", 24, dilations=(1, 1, 1, 2, 4)).train()
+    else:
+        model = build_model(name, 24).train()
     with torch.no_grad():
         for _ in range(3):
             model.feature_map(torch.from_numpy(windows))
