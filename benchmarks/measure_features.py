@@ -1,6 +1,7 @@
 """Measurements as extra phase 2 features: do they help the linear heads?
 
-    python -m benchmarks.measure_features BUNDLE PTBXL_DIR CHALLENGE_DIR --out OUT.json
+    python -m benchmarks.measure_features BUNDLE PTBXL_DIR CHALLENGE_DIR --out OUT.json \
+        [--heldout cpsc=DIR,DIR --heldout georgia=DIR ...]
 
 For every frame of every record the bundle trained or validated on, the
 frame's measurements (``edge.measure.measurement_features``: heart rate, R-R
@@ -12,6 +13,10 @@ the bundle's own protocol (``trainer.heads.fit_heads_validated``: SVMs on the
 training records, C, Platt calibration and thresholds on the validation
 records, PTB-XL's fold 9), with and without the measurements, and both are
 scored on the validation records. Also the measurements alone, for scale.
+With ``--heldout NAME=DIR[,DIR]`` (a bundle trained without those sources:
+``scripts/experiments.sh loso``), each head is also scored on every held-out
+source's records, hospitals neither the extractor nor the heads saw: the
+leave-one-source-out test of whether the measurements help.
 
 The measurement features of each record are cached beside ``--out``
 (``<out>.measure.npz``): computing them takes about 25 ms of CPU per 10 s record.
@@ -54,12 +59,60 @@ def frame_measurements(x: np.ndarray, hop: int = HOP_SAMPLES) -> list[np.ndarray
     return out
 
 
+def _measured(items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Measurement features of every frame (cached in ``cache``) and each frame's record."""
+    names = [it.name for it in items]
+    if cache.is_file() and list(np.load(cache)["names"]) == names:
+        z = np.load(cache)
+        return z["features"], z["groups"]
+    t0, rows, groups = time.process_time(), [], []
+    for i, x in enumerate(signals):
+        for f in frame_measurements(np.asarray(x, dtype=np.float32)):
+            rows.append(f)
+            groups.append(i)
+        if (i + 1) % 2000 == 0:
+            print(f"  measured {i + 1}/{len(items)} ({time.process_time() - t0:.0f} s)")
+    meas, mgroups = np.array(rows), np.array(groups)
+    np.savez(cache, features=meas, groups=mgroups, names=np.array(names))
+    print(f"measured {len(items)} records in {time.process_time() - t0:.0f} s of CPU", flush=True)
+    return meas, mgroups
+
+
+def _frames(bundle, items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int8 extractor features, measurement features, record index) of every frame."""
+    meas, mgroups = _measured(items, signals, cache)
+    rf = edge_features(
+        items,
+        {"int8": bundle.path / "extractor.onnx"},
+        signals=signals,
+        config=bundle.manifest.dsp,
+    )
+    if not np.array_equal(rf.groups, mgroups):
+        raise SystemExit("frames of the extractor and of the measurements disagree")
+    return rf.features["int8"], meas, rf.groups
+
+
+def _figures(head, f: np.ndarray, groups: np.ndarray, labels: np.ndarray, codes) -> dict:
+    """Record-level figures (each record's highest frame score, as ecg-train evaluate)."""
+    _, sv = record_max(head.scores(f), groups)
+    res = score_all(labels, sv >= head.thresholds, sv, codes).to_json()
+    res["brier"] = round(float(np.mean((head.probabilities(sv) - labels) ** 2)), 5)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.measure_features", description=__doc__)
     ap.add_argument("bundle", type=Path)
     ap.add_argument("data", type=Path, nargs="+")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--jobs", type=int, default=1, help="classes fitted at once")
+    ap.add_argument(
+        "--heldout",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[,DIR]",
+        help="a source the bundle never saw, scored by every head (repeatable)",
+    )
     a = ap.parse_args(argv)
     bundle = load_bundle(a.bundle)
     t = bundle.manifest.training
@@ -71,39 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(items)} records ({n_val} validation)", flush=True)
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    cache = a.out.with_suffix(".measure.npz")
     names = [it.name for it in items]
-    if cache.is_file() and list(np.load(cache)["names"]) == names:
-        z = np.load(cache)
-        meas, mgroups = z["features"], z["groups"]
-    else:
-        t0, rows, mgroups = time.process_time(), [], []
-        for i, x in enumerate(signals):
-            for f in frame_measurements(np.asarray(x, dtype=np.float32)):
-                rows.append(f)
-                mgroups.append(i)
-            if (i + 1) % 2000 == 0:
-                print(f"  measured {i + 1}/{len(items)} ({time.process_time() - t0:.0f} s)")
-        meas, mgroups = np.array(rows), np.array(mgroups)
-        np.savez(cache, features=meas, groups=mgroups, names=np.array(names))
-        print(f"measured in {time.process_time() - t0:.0f} s of CPU", flush=True)
-
-    rf = edge_features(
-        items,
-        {"int8": bundle.path / "extractor.onnx"},
-        signals=signals,
-        config=bundle.manifest.dsp,
-    )
-    if not np.array_equal(rf.groups, mgroups):
-        raise SystemExit("frames of the extractor and of the measurements disagree")
-    feats = rf.features["int8"]
+    feats, meas, groups = _frames(bundle, items, signals, a.out.with_suffix(".measure.npz"))
     labels = np.array([it.labels for it in items])
     codes = class_codes()
     weights, normal = reward_matrix(codes), codes.index(NORMAL_CODE)
-    is_val = np.array([names[g] in val_names for g in rf.groups])
-    frame_labels = labels[rf.groups]
+    is_val = np.array([names[g] in val_names for g in groups])
+    frame_labels = labels[groups]
     val_rec = np.array([it.name in val_names for it in items])
 
+    held = {}
+    for spec in a.heldout:
+        src, _, dirs = spec.partition("=")
+        hrep = scan([Path(d) for d in dirs.split(",")])
+        hitems, hsignals = load_cache(hrep)
+        hcache = a.out.with_name(f"{a.out.stem}.{src}.measure.npz")
+        hf, hm, hg = _frames(bundle, hitems, hsignals, hcache)
+        held[src] = (hf, hm, hg, np.array([it.labels for it in hitems]))
     results = {}
     variants = {
         "extractor (as shipped)": feats,
@@ -117,25 +154,23 @@ def main(argv: list[str] | None = None) -> int:
             frame_labels[~is_val],
             f[is_val],
             frame_labels[is_val],
-            rf.groups[is_val],
+            groups[is_val],
             codes,
             weights,
             normal,
             log=lambda *_: None,
             n_jobs=a.jobs,
         )
-        _, sv = record_max(head.scores(f[is_val]), rf.groups[is_val])
-        figs = score_all(labels[val_rec], sv >= head.thresholds, sv, codes)
-        per_class = figs.to_json().get("per_class")
-        res = {k: v for k, v in figs.to_json().items() if k != "per_class"}
-        pv = head.probabilities(sv)
-        res["brier"] = round(float(np.mean((pv - labels[val_rec]) ** 2)), 5)
-        if per_class is not None:
-            res["per_class"] = per_class
+        res = {"validation": _figures(head, f[is_val], groups[is_val], labels[val_rec], codes)}
+        for src, (hf, hm, hg, hl) in held.items():
+            hx = {"extractor (as shipped)": hf, "extractor + measurements": np.hstack([hf, hm])}
+            hx["measurements alone"] = hm
+            res[src] = _figures(head, hx[label], hg, hl, codes)
         results[label] = res
         print(
-            f"{label:28s} auroc {res['auroc']:.3f}  challenge {res['challenge_metric']:.3f}  "
-            f"({time.perf_counter() - t0:.0f} s)",
+            f"{label:28s} "
+            + "  ".join(f"{k} {v['auroc']:.3f}/{v['challenge_metric']:.3f}" for k, v in res.items())
+            + f"  ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
     out = {
