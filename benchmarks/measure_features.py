@@ -43,6 +43,7 @@ from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import score_all
 from trainer.pipeline import HOP_SAMPLES, edge_features
 
+REUSE: list[Path] = []  # other caches of measurement features (--reuse), any superset
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
@@ -62,9 +63,15 @@ def frame_measurements(x: np.ndarray, hop: int = HOP_SAMPLES) -> list[np.ndarray
 def _measured(items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """Measurement features of every frame (cached in ``cache``) and each frame's record."""
     names = [it.name for it in items]
-    if cache.is_file() and list(np.load(cache)["names"]) == names:
-        z = np.load(cache)
-        return z["features"], z["groups"]
+    for path in (cache, *REUSE):
+        if not path.is_file():
+            continue
+        z = np.load(path)
+        known = {str(n): i for i, n in enumerate(z["names"])}
+        if all(n in known for n in names):  # the same records' frames, in this order
+            rows = [np.flatnonzero(z["groups"] == known[n]) for n in names]
+            groups = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+            return z["features"][np.concatenate(rows)], groups
     t0, rows, groups = time.process_time(), [], []
     for i, x in enumerate(signals):
         for f in frame_measurements(np.asarray(x, dtype=np.float32)):
@@ -113,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=DIR[,DIR]",
         help="a source the bundle never saw, scored by every head (repeatable)",
     )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        help="a measurement cache (<out>.measure.npz) of an earlier run holding these records",
+    )
     a = ap.parse_args(argv)
+    REUSE[:] = a.reuse
     bundle = load_bundle(a.bundle)
     t = bundle.manifest.training
     train_names, val_names = set(t["train_record_names"]), set(t["validation_record_names"])
