@@ -577,6 +577,12 @@ def info(
         f"dsp        {d.fs:g} Hz, frames of {d.frame_samples} samples, "
         f"band-pass {d.band_hz[0]:g}-{d.band_hz[1]:g} Hz (order {d.band_order})"
     )
+    norm = (
+        f"millivolts (each lead centred, clipped at {d.norm_clip_mv:g} mV)"
+        if d.norm == "mv"
+        else "each lead z-scored"
+    )
+    print(f"model in   {d.window_seconds:g} s windows at {d.model_fs:g} Hz, {norm}")
     thr = dict(zip(b.head.codes, b.head.thresholds))
     print(f"classes    {len(m.classes)} (normal: {m.normal_code}, never alerted)")
     for c in m.classes:

@@ -3,7 +3,7 @@
   "version": 1,
   "algorithm": "ed25519",
   "key_id": "a7f23de3f344fdf2",
-  "manifest_sha256": "d3661f44c67d80a8ab1705006e750fd4e21ff91fe8608f6927e2fe801bf46dac",
-  "signed_utc": "2026-12-01T22:33:14+00:00",
-  "signature": "k7SrmQWvr5MwnP45kH+6MZ9zHFs4vKQgVoa5t2DaLq4PkIBz6VZtfRiTASPOEA6abBDF64ddD4/vELS88ECzBg=="
+  "manifest_sha256": "0e1750b93c5b8f0dce1719aad9c2bf1a76f34050b7b055492baccba1144d89d0",
+  "signed_utc": "2026-12-08T00:26:22+00:00",
+  "signature": "2N5X8WFrLGyMcl0PGeLqN0b2w+DwKX2V23asQ7B0ZlBw2Pgy/Pjn1nbNp+2muVIssBJWT/YXnTxetCLBwklMCA=="
 }
