@@ -4,7 +4,7 @@
         [--heldout cpsc=DIR,DIR --heldout georgia=DIR ...]
 
 For every frame of every record the bundle trained or validated on, the
-frame's measurements (``edge.measure.measurement_features``: heart rate, R-R
+frame's measurements (:func:`measurement_features`: heart rate, R-R
 irregularity, share of beats with a P wave, PR, P, QRS, QT and QTc, frontal
 axes, QRS voltage per lead; from the agent's own beat detector and
 delineator on the cached 500 Hz signal, beats with R inside the frame) are
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -36,12 +37,92 @@ from edge.beats import BeatDetector
 from edge.bundle import load_bundle
 from edge.delineate import Delineator
 from edge.framer import record_frames
-from edge.measure import FEATURE_NAMES, beat_measurements, measurement_features
+from edge.measure import beat_measurements, median_measurements
 from trainer.data import load_cache, scan
 from trainer.heads import fit_heads_validated, record_max
 from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import score_all
 from trainer.pipeline import HOP_SAMPLES, edge_features
+
+# The measurements of a frame as numbers for the linear heads (appended to the extractor's
+# features here, an experiment: they did not transfer to other hospitals, so the device
+# does not compute them): what a convolution with a receptive field of
+# a second or two cannot see (the rhythm over 10 s) or keeps only loosely (intervals in
+# ms, the axis, voltage). A missing value is 0 with its flag set, never a made-up interval.
+FEATURE_NAMES = (
+    "hr_per_100",
+    "rr_cv",  # SD / mean of the R-R intervals: sinus arrhythmia, AF
+    "rr_jump",  # largest |R-R change| / median R-R: premature beats
+    "p_found",  # share of beats with a P wave: AF, flutter
+    "pr_s",
+    "p_s",
+    "qrs_s",
+    "qt_s",
+    "qtc_bazett_s",
+    "qtc_fridericia_s",
+    "axis_qrs_sin",
+    "axis_qrs_cos",
+    "axis_t_sin",
+    "axis_t_cos",
+    "axis_p_sin",
+    "axis_p_cos",
+    "log_qrs_limb_max",  # low voltage: the largest limb-lead QRS
+    "log_qrs_chest_max",
+    *(f"log_qrs_{i}" for i in range(12)),
+    "no_pr",
+    "no_qt",
+    "no_qrs_axis",
+    "no_beats",
+)
+
+
+def _f(v: float | None, scale: float = 1.0) -> tuple[float, float]:
+    """(value, missing flag)."""
+    return (0.0, 1.0) if v is None else (float(v) * scale, 0.0)
+
+
+def measurement_features(beats: list[dict], n_leads: int = 12) -> np.ndarray:
+    """:data:`FEATURE_NAMES` of the beats of one frame (each a :func:`beat_measurements`)."""
+    out = np.zeros(len(FEATURE_NAMES))
+    if not beats:
+        out[-1] = 1.0
+        out[FEATURE_NAMES.index("no_pr")] = out[FEATURE_NAMES.index("no_qt")] = 1.0
+        out[FEATURE_NAMES.index("no_qrs_axis")] = 1.0
+        return out
+    med = median_measurements(beats)
+    rr = np.array([b["rr_ms"] for b in beats if b.get("rr_ms")], dtype=float)
+    v: dict[str, float] = {}
+    v["hr_per_100"] = _f(med["hr_bpm"], 0.01)[0]
+    if len(rr) >= 2:
+        v["rr_cv"] = float(rr.std() / rr.mean())
+        v["rr_jump"] = float(np.abs(np.diff(rr)).max() / np.median(rr))
+    v["p_found"] = sum(b.get("p_ms") is not None for b in beats) / len(beats)
+    v["pr_s"], v["no_pr"] = _f(med["pr_ms"], 1e-3)
+    v["p_s"] = _f(med["p_ms"], 1e-3)[0]
+    v["qrs_s"] = _f(med["qrs_ms"], 1e-3)[0]
+    v["qt_s"], v["no_qt"] = _f(med["qt_ms"], 1e-3)
+    v["qtc_bazett_s"] = _f(med["qtc_bazett_ms"], 1e-3)[0]
+    v["qtc_fridericia_s"] = _f(med["qtc_fridericia_ms"], 1e-3)[0]
+    for wave in ("qrs", "t", "p"):
+        a = med[f"axis_{wave}_deg"]
+        if a is not None:
+            v[f"axis_{wave}_sin"], v[f"axis_{wave}_cos"] = (
+                math.sin(math.radians(a)),
+                math.cos(math.radians(a)),
+            )
+    v["no_qrs_axis"] = 1.0 if med["axis_qrs_deg"] is None else 0.0
+    amps = med.get("qrs_amplitude_mv") or [None] * n_leads
+    logs = [math.log(max(a, 0.01)) if a is not None else 0.0 for a in amps[:n_leads]]
+    for i, la in enumerate(logs):
+        v[f"log_qrs_{i}"] = la
+    limb = [a for a in amps[:6] if a is not None]
+    chest = [a for a in amps[6:n_leads] if a is not None]
+    v["log_qrs_limb_max"] = math.log(max(max(limb), 0.01)) if limb else 0.0
+    v["log_qrs_chest_max"] = math.log(max(max(chest), 0.01)) if chest else 0.0
+    for k, x in v.items():
+        out[FEATURE_NAMES.index(k)] = x
+    return out
+
 
 REUSE: list[Path] = []  # other caches of measurement features (--reuse), any superset
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")

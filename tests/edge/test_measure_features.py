@@ -1,12 +1,11 @@
-"""edge.measure.measurement_features: a frame's measurements as numbers for the linear heads."""
+"""benchmarks.measure_features: a frame's measurements as numbers for the linear heads."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.measure_features import frame_measurements
+from benchmarks.measure_features import FEATURE_NAMES, frame_measurements, measurement_features
 from edge.dsp import preprocess
-from edge.measure import FEATURE_NAMES, measurement_features
 from edge.records import read_record
 
 
