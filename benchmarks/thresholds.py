@@ -28,22 +28,12 @@ from trainer.labels import NORMAL_CODE, class_codes, reward_matrix
 from trainer.metrics import challenge_metric
 
 
-def tune_fine(labels, scores, weights, normal, init, passes: int = 2) -> np.ndarray:
-    """``tune_thresholds`` with candidates that also include log-spaced top order statistics."""
-    thr = init.astype(np.float64).copy()
-    best = challenge_metric(labels, scores >= thr, weights, normal)
-    for _ in range(passes):
-        for j in range(labels.shape[1]):
-            s = np.sort(scores[:, j])[::-1]
-            tops = np.unique(np.round(np.geomspace(1, len(s), 60)).astype(int)) - 1
-            q = np.quantile(s, np.linspace(0.0, 1.0, 41))
-            for c in np.unique(np.concatenate([q, s[tops], [s[0] + 1e-3]])):
-                trial = thr.copy()
-                trial[j] = c
-                m = challenge_metric(labels, scores >= trial, weights, normal)
-                if m > best + 1e-12:
-                    best, thr = m, trial
-    return thr
+def fine_candidates(scores: np.ndarray) -> np.ndarray:
+    """The 41 quantiles plus the k-th highest score, k log-spaced from 1 to n, and just above."""
+    s = np.sort(scores)[::-1]
+    tops = np.unique(np.round(np.geomspace(1, len(s), 60)).astype(int)) - 1
+    q = np.quantile(s, np.linspace(0.0, 1.0, 41))
+    return np.unique(np.concatenate([q, s[tops], [s[0] + 1e-3]]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     init = np.full(len(codes), 0.5)  # probability 0.5: where an SVM's raw score is about 0
     methods = {
         "quantiles (as trained)": lambda y, s: tune_thresholds(y, s, weights, normal, init=init),
-        "finer near the top": lambda y, s: tune_fine(y, s, weights, normal, init),
+        "finer near the top": lambda y, s: tune_thresholds(
+            y, s, weights, normal, init=init, candidates=fine_candidates
+        ),
     }
     patients = np.array([it.patient or it.name for it in items])
     uniq = np.unique(patients)

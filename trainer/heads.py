@@ -54,6 +54,12 @@ def record_max(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
     return uniq, out
 
 
+def quantile_candidates(scores: np.ndarray) -> np.ndarray:
+    """The 41 quantiles of one class's scores, then just above its highest (calls nothing)."""
+    cands = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, 41)))
+    return np.concatenate([cands, [scores.max() + 1e-3]])
+
+
 def tune_thresholds(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -61,16 +67,20 @@ def tune_thresholds(
     normal: int,
     init: np.ndarray | None = None,
     passes: int = 2,
+    candidates=None,
 ) -> np.ndarray:
-    """Per-class thresholds maximising the Challenge metric (coordinate ascent)."""
+    """Per-class thresholds maximising the Challenge metric (coordinate ascent).
+
+    ``candidates``: one class's scores -> the thresholds to try for it
+    (default :func:`quantile_candidates`).
+    """
     k = labels.shape[1]
+    candidates = candidates or quantile_candidates
     thr = np.zeros(k) if init is None else init.astype(np.float64).copy()
     best = challenge_metric(labels, scores >= thr, weights, normal)
     for _ in range(passes):
         for j in range(k):
-            cands = np.unique(np.quantile(scores[:, j], np.linspace(0.0, 1.0, 41)))
-            cands = np.concatenate([cands, [scores[:, j].max() + 1e-3]])
-            for c in cands:
+            for c in candidates(scores[:, j]):
                 trial = thr.copy()
                 trial[j] = c
                 m = challenge_metric(labels, scores >= trial, weights, normal)
