@@ -389,6 +389,18 @@ def make_frame(x: np.ndarray, n_samples: int = FRAME_SAMPLES) -> tuple[np.ndarra
     return out, n
 
 
+def _per_lead(frame: np.ndarray, n_valid: int | None, scale) -> np.ndarray:
+    """Each lead centred on the mean of its first ``n_valid`` samples, then ``scale`` of the
+    (n_leads, n_valid) float64 deviations, into a new float32 array whose padding stays 0."""
+    n_valid = frame.shape[1] if n_valid is None else n_valid
+    out = np.zeros_like(frame, dtype=np.float32)
+    if n_valid <= 0:
+        return out
+    real = frame[:, :n_valid].astype(np.float64)
+    out[:, :n_valid] = scale(real - real.mean(axis=1, keepdims=True))
+    return out
+
+
 def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.01) -> np.ndarray:
     """Standardise each lead by the mean and std of its first ``n_valid`` samples.
 
@@ -396,17 +408,14 @@ def normalize(frame: np.ndarray, n_valid: int | None = None, min_std: float = 0.
     ``min_std`` mV is scaled by ``min_std``, not blown up. Returns a new
     float32 array; ``frame`` is not modified.
     """
-    n_valid = frame.shape[1] if n_valid is None else n_valid
-    out = np.zeros_like(frame, dtype=np.float32)
-    if n_valid <= 0:
-        return out
-    real = frame[:, :n_valid].astype(np.float64)
-    centred = real - real.mean(axis=1, keepdims=True)
-    # np.std's own steps (the mean of the squared deviations, its root), on the
-    # deviations computed once: the same numbers
-    std = np.sqrt((centred * centred).sum(axis=1, keepdims=True) / n_valid)
-    out[:, :n_valid] = centred / np.maximum(std, min_std)
-    return out
+
+    def by_std(centred: np.ndarray) -> np.ndarray:
+        # np.std's own steps (the mean of the squared deviations, its root), on the
+        # deviations computed once: the same numbers
+        std = np.sqrt((centred * centred).sum(axis=1, keepdims=True) / centred.shape[1])
+        return centred / np.maximum(std, min_std)
+
+    return _per_lead(frame, n_valid, by_std)
 
 
 def centre_mv(frame: np.ndarray, n_valid: int | None = None, clip_mv: float = 5.0) -> np.ndarray:
@@ -418,14 +427,7 @@ def centre_mv(frame: np.ndarray, n_valid: int | None = None, clip_mv: float = 5.
     they cannot stretch the int8 input's range. Padding stays 0; returns a new
     float32 array.
     """
-    n_valid = frame.shape[1] if n_valid is None else n_valid
-    out = np.zeros_like(frame, dtype=np.float32)
-    if n_valid <= 0:
-        return out
-    real = frame[:, :n_valid].astype(np.float64)
-    centred = real - real.mean(axis=1, keepdims=True)
-    out[:, :n_valid] = np.clip(centred, -clip_mv, clip_mv)
-    return out
+    return _per_lead(frame, n_valid, lambda centred: np.clip(centred, -clip_mv, clip_mv))
 
 
 def normalize_window(
