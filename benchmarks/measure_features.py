@@ -19,7 +19,7 @@ source's records, hospitals neither the extractor nor the heads saw: the
 leave-one-source-out test of whether the measurements help.
 
 The measurement features of each record are cached beside ``--out``
-(``<out>.measure.npz``): computing them takes about 25 ms of CPU per 10 s record.
+(``<out>.measure.npz``): computing them takes about 20 ms of CPU per 10 s record.
 Accuracy figures only; no timing.
 """
 
@@ -124,7 +124,6 @@ def measurement_features(beats: list[dict], n_leads: int = 12) -> np.ndarray:
     return out
 
 
-REUSE: list[Path] = []  # other caches of measurement features (--reuse), any superset
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
@@ -141,10 +140,11 @@ def frame_measurements(x: np.ndarray, hop: int = HOP_SAMPLES) -> list[np.ndarray
     return out
 
 
-def _measured(items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Measurement features of every frame (cached in ``cache``) and each frame's record."""
+def _measured(items, signals, cache: Path, reuse=()) -> tuple[np.ndarray, np.ndarray]:
+    """Measurement features of every frame and each frame's record: from ``cache`` or an
+    earlier run's cache in ``reuse`` that holds these records, else measured into ``cache``."""
     names = [it.name for it in items]
-    for path in (cache, *REUSE):
+    for path in (cache, *reuse):
         if not path.is_file():
             continue
         z = np.load(path)
@@ -166,9 +166,9 @@ def _measured(items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return meas, mgroups
 
 
-def _frames(bundle, items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frames(bundle, items, signals, cache: Path, reuse=()) -> tuple[np.ndarray, ...]:
     """(int8 extractor features, measurement features, record index) of every frame."""
-    meas, mgroups = _measured(items, signals, cache)
+    meas, mgroups = _measured(items, signals, cache, reuse)
     rf = edge_features(
         items,
         {"int8": bundle.path / "extractor.onnx"},
@@ -178,6 +178,15 @@ def _frames(bundle, items, signals, cache: Path) -> tuple[np.ndarray, np.ndarray
     if not np.array_equal(rf.groups, mgroups):
         raise SystemExit("frames of the extractor and of the measurements disagree")
     return rf.features["int8"], meas, rf.groups
+
+
+def _variants(feats: np.ndarray, meas: np.ndarray) -> dict[str, np.ndarray]:
+    """The head inputs compared: the extractor's features, with the measurements, these alone."""
+    return {
+        "extractor (as shipped)": feats,
+        "extractor + measurements": np.hstack([feats, meas]),
+        "measurements alone": meas,
+    }
 
 
 def _figures(head, f: np.ndarray, groups: np.ndarray, labels: np.ndarray, codes) -> dict:
@@ -209,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
         help="a measurement cache (<out>.measure.npz) of an earlier run holding these records",
     )
     a = ap.parse_args(argv)
-    REUSE[:] = a.reuse
     bundle = load_bundle(a.bundle)
     t = bundle.manifest.training
     train_names, val_names = set(t["train_record_names"]), set(t["validation_record_names"])
@@ -221,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     names = [it.name for it in items]
-    feats, meas, groups = _frames(bundle, items, signals, a.out.with_suffix(".measure.npz"))
+    cache = a.out.with_suffix(".measure.npz")
+    feats, meas, groups = _frames(bundle, items, signals, cache, a.reuse)
     labels = np.array([it.labels for it in items])
     codes = class_codes()
     weights, normal = reward_matrix(codes), codes.index(NORMAL_CODE)
@@ -235,15 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         hrep = scan([Path(d) for d in dirs.split(",")])
         hitems, hsignals = load_cache(hrep)
         hcache = a.out.with_name(f"{a.out.stem}.{src}.measure.npz")
-        hf, hm, hg = _frames(bundle, hitems, hsignals, hcache)
-        held[src] = (hf, hm, hg, np.array([it.labels for it in hitems]))
+        hf, hm, hg = _frames(bundle, hitems, hsignals, hcache, a.reuse)
+        held[src] = (_variants(hf, hm), hg, np.array([it.labels for it in hitems]))
     results = {}
-    variants = {
-        "extractor (as shipped)": feats,
-        "extractor + measurements": np.hstack([feats, meas]),
-        "measurements alone": meas,
-    }
-    for label, f in variants.items():
+    for label, f in _variants(feats, meas).items():
         t0 = time.perf_counter()
         head, _ = fit_heads_validated(
             f[~is_val],
@@ -258,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             n_jobs=a.jobs,
         )
         res = {"validation": _figures(head, f[is_val], groups[is_val], labels[val_rec], codes)}
-        for src, (hf, hm, hg, hl) in held.items():
-            hx = {"extractor (as shipped)": hf, "extractor + measurements": np.hstack([hf, hm])}
-            hx["measurements alone"] = hm
+        for src, (hx, hg, hl) in held.items():
             res[src] = _figures(head, hx[label], hg, hl, codes)
         results[label] = res
         print(
