@@ -203,6 +203,29 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def _stop_agreed(stop: bool, world: int) -> bool:
+    """Rank 0's early-stopping decision, the same on every rank (else the others wait forever)."""
+    if world == 1:
+        return stop
+    import torch.distributed as dist
+
+    flag = torch.tensor([int(stop)])
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _leave_group() -> None:
+    """Every rank waits here for the others, then the process group is torn down cleanly.
+
+    A rank that exits with its group still open while another still trains or writes
+    can abort in gloo's teardown (SIGABRT), and torchrun then kills the survivor.
+    """
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def train_extractor(
     signals: list[np.ndarray],
     labels: np.ndarray,
@@ -305,6 +328,8 @@ def train_extractor(
             bar.set_postfix(loss=f"{total / count:.4f}")
         times.append(time.perf_counter() - t0)
         if rank != 0:
+            if _stop_agreed(False, world):
+                break
             continue
         row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": times[-1]}
         judged = model if ema is None else ema.module  # what is validated and kept
@@ -348,9 +373,13 @@ def train_extractor(
             + (f"val challenge {vm:.3f}  " if vm is not None else "")
             + f"({times[-1]:.1f} s; at most ~{left_min:.0f} min left)"
         )
-        if stopped_early(epoch + 1, best_epoch, cfg):
+        stop = stopped_early(epoch + 1, best_epoch, cfg)
+        if stop:
             log(f"early stop: no better validation metric for {cfg.patience} epochs")
+        if _stop_agreed(stop, world):
             break
+    if world > 1:
+        _leave_group()  # phase 1 is the only distributed part: rank 0 goes on alone
     if rank == 0 and best_path.is_file():
         model.load_state_dict(torch.load(best_path, map_location=device)["model"])
     model.eval()

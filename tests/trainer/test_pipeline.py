@@ -270,14 +270,22 @@ def _tiny_split(samples_dir, tmp_path):
 class TestDistributed:
     @pytest.mark.slow
     def test_torchrun_two_processes_write_one_bundle(self, samples_dir, tmp_path):
+        """Two ranks train, rank 0's early stop ends both, rank 0 alone writes the bundle.
+
+        Patience 1 over 9 epochs stops once the metric of the 7 validation records has not
+        improved for an epoch after epoch 6; a rank that went on alone would wait for the
+        other's gradients (or find its peer gone) and torchrun would fail.
+        """
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                     f"--master_port={free_port()}", "-m", "trainer.cli"]  # fmt: skip
         r = subprocess.run(
             [*torchrun, "fit", str(samples_dir), "--model", "cnn", "--out", str(tmp_path / "b"),
-             "--epochs", "1", "--folds", "2", "--threads", "1"],
+             "--epochs", "9", "--patience", "1", "--folds", "2", "--threads", "1"],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        assert r.returncode == 0, r.stderr[-2000:]
+        # both ends of stderr: the first error of a rank, and torchrun's summary
+        assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-3000:]
+        assert "early stop" in r.stderr
         assert r.stderr.count("bundle written to") == 1
         load_bundle(tmp_path / "b")
 
