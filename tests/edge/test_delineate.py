@@ -50,6 +50,29 @@ def _key(beats: list) -> list:
     return [(b.r, b.glob, b.leads, b.leads_used) for b in beats]
 
 
+class TestFastHelpers:
+    """The delineator's own moving average, slope and median give numpy's floats, bit for bit."""
+
+    @pytest.mark.parametrize("n", [599, 600, 2, 3])
+    def test_box_slope_and_median_equal_the_straightforward_ones(self, n):
+        from edge.delineate import _box, _median, _slope
+
+        rng = np.random.default_rng(n)
+        x = rng.standard_normal((3, 12, n)) * 1e-3 + rng.standard_normal((3, 12, 1))
+        x[1, 4, n // 2] = np.nan  # a NaN row: numpy's median keeps it
+        for w in (2, 3, 20):
+            pad = np.concatenate(
+                [np.repeat(x[..., :1], w // 2, -1), x, np.repeat(x[..., -1:], w - 1 - w // 2, -1)],
+                -1,
+            )  # the definition: a running sum of the edge-held signal, differenced w apart
+            c = np.concatenate([np.zeros((*x.shape[:-1], 1)), np.cumsum(pad, axis=-1)], -1)
+            want = (c[..., w:] - c[..., :-w]) / w
+            np.testing.assert_array_equal(_box(x, w), want)
+        np.testing.assert_array_equal(_slope(x), np.gradient(x, axis=-1))
+        np.testing.assert_array_equal(_median(np.abs(x)), np.median(np.abs(x), axis=-1))
+        assert np.isnan(_median(x)[1, 4]) and not np.isnan(_median(x)[1, 3])
+
+
 class TestDelineator:
     def test_chunking_does_not_change_the_waves(self, lu0001):
         x, r = lu0001
