@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import REPO
-from edge.delineate import DelineateConfig, Delineator
-from edge.dsp import preprocess
+from edge.delineate import DelineateConfig, Delineator, measurement_filter
+from edge.dsp import Preprocessor
 from edge.records import read_record
 
 LUDB = REPO.parent / "shared" / "data" / "challenge2020" / "ludb"
@@ -111,11 +111,22 @@ def _r_peaks(x500: np.ndarray) -> list[int]:
     return [b.sample for b in det.push(x500) + det.flush()]
 
 
-def ours(x500: np.ndarray, r: list[int], config: DelineateConfig | None = None) -> list[dict]:
-    d = Delineator(n_leads=x500.shape[0], config=config)
+def streams(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """The agent's two 500 Hz streams of a record: resampled, and band-passed (float32)."""
+    pre = Preprocessor(fs, n_leads=signal.shape[0])
+    raw = pre.resampler.push(signal)
+    return raw, pre.bandpass.push(raw).astype(np.float32)
+
+
+def ours(raw500: np.ndarray, r: list[int], config: DelineateConfig | None = None) -> list[dict]:
+    """The delineator as the agent runs it: the resampled stream band-passed for
+    measurement, chunk by chunk (edge.measure.Measurer)."""
+    band = measurement_filter(500.0, raw500.shape[0])
+    d = Delineator(n_leads=raw500.shape[0], config=config)
     out = []
-    for k in range(0, x500.shape[1], 250):  # as the agent: chunks of 0.5 s
-        out += d.push(x500[:, k : k + 250], [p for p in r if k <= p < k + 250])
+    for k in range(0, raw500.shape[1], 250):  # as the agent: chunks of 0.5 s
+        x = band.push(raw500[:, k : k + 250])
+        out += d.push(x, [p for p in r if k <= p < k + 250])
     out += d.flush()
     return [{"r": b.r, **b.glob.to_json()} for b in out]
 
@@ -225,10 +236,10 @@ def run(names: list[str], with_nk: bool, config: DelineateConfig | None = None) 
         rec = read_record(LUDB / f"{name}.hea")
         fs = rec.fs
         ref = reference(name)
-        x500 = preprocess(rec.signal, fs)
+        raw500, x500 = streams(rec.signal, fs)
         r = _r_peaks(x500)
         t = time.perf_counter()
-        got = {"ours (stream, 12 leads)": ours(x500, r, config)}
+        got = {"ours (stream, 12 leads)": ours(raw500, r, config)}
         seconds["ours (stream, 12 leads)"] = seconds.get("ours (stream, 12 leads)", 0) + (
             time.perf_counter() - t
         )
@@ -279,8 +290,8 @@ def cost(n_records: int = 50, repeats: int = 3) -> dict:
     data = []
     for name in names:
         rec = read_record(LUDB / f"{name}.hea")
-        x = preprocess(rec.signal, rec.fs)
-        data.append((x, _r_peaks(x)))
+        raw500, x500 = streams(rec.signal, rec.fs)
+        data.append((raw500, _r_peaks(x500)))
     seconds = sum(x.shape[1] for x, _ in data) / 500.0
     best = float("inf")
     for _ in range(repeats):

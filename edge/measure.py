@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.delineate import BOUNDARIES, BeatWaves, Delineator
+from edge.delineate import BOUNDARIES, BeatWaves, Delineator, measurement_filter
 from edge.dsp import Preprocessor
 from edge.errors import RecordError
 from edge.records import read_signals
@@ -144,8 +144,9 @@ METHOD = "median over the beats; global onsets and offsets over the leads used (
 class Measurer:
     """The agent's stage: delineates every beat of the stream and keeps its measurements.
 
-    ``push(x, r_peaks)`` with the preprocessed 500 Hz chunk and the R peaks the
-    beat detector reported with it; :meth:`span` gives the ``measurements``
+    ``push(x, r_peaks)`` with the resampled 500 Hz chunk (before the classifier's
+    band-pass: the measurer band-passes it for measurement, edge.delineate) and the
+    R peaks the beat detector reported with it; :meth:`span` gives the ``measurements``
     object (ecg-edge/alert/2, frame events, the status heartbeat) of the beats
     whose R lies in [start, end): median over them, or None without a beat.
     A beat is measured ``delay_s`` (0.7 s) after its R peak.
@@ -157,6 +158,7 @@ class Measurer:
         self.leads = tuple(leads)
         self.fs = fs
         self.start = int(start)
+        self._band = measurement_filter(fs, len(self.leads))
         self._delineator = Delineator(fs, len(self.leads))
         self._keep = int(keep_s * fs)
         self._beats: list[tuple[int, dict, tuple[int, ...]]] = []
@@ -167,6 +169,7 @@ class Measurer:
         self.start = int(start)
         while self._beats and self._beats[-1][0] >= self.start:  # kept in R order
             self._beats.pop()
+        self._band.reset()
         self._delineator.reset()
 
     @property
@@ -174,6 +177,7 @@ class Measurer:
         return self._delineator.delay_s
 
     def reset(self) -> None:
+        self._band.reset()
         self._delineator.reset()
         self._beats = []
 
@@ -186,7 +190,7 @@ class Measurer:
         end): every ready beat is delineated now, so the frame's alert waits for none.
         """
         d = self._delineator
-        done = d.push(x, [r - self.start for r in r_peaks], defer=True)
+        done = d.push(self._band.push(x), [r - self.start for r in r_peaks], defer=True)
         if d.n_ready >= (1 if soon else GROUP):
             done += d.collect()
         return self._keep_beats(done)
@@ -242,11 +246,14 @@ def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], fl
     from edge.beats import BeatDetector, resampler_delay_s  # the beat detector (issue 10)
 
     n_leads = signal.shape[0]
-    x = Preprocessor(fs, n_leads=n_leads).push(signal)
+    pre = Preprocessor(fs, n_leads=n_leads)
+    raw = pre.resampler.push(signal)
+    x = pre.bandpass.push(raw).astype(np.float32)  # as Preprocessor.push
     det = BeatDetector(n_leads=n_leads)
     r = [b.sample for b in det.push(x) + det.flush()]
     d = Delineator(n_leads=n_leads)
-    return d.push(x, r) + d.flush(), resampler_delay_s(fs)
+    waves = d.push(measurement_filter(500.0, n_leads).push(raw), r) + d.flush()
+    return waves, resampler_delay_s(fs)
 
 
 def record_measure(path: str | Path, lead: str | None = None) -> dict:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge.beats import BeatDetector
-from edge.delineate import BOUNDARIES, Delineator
-from edge.dsp import preprocess
+from edge.delineate import BOUNDARIES, Delineator, measurement_filter
+from edge.dsp import Preprocessor
 from edge.measure import beat_measurements, frontal_axis, median_measurements, qtc, record_measure
 from edge.records import read_record
 
@@ -28,12 +28,22 @@ def _needs(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lu0001():
+def lu0001_raw():
+    """LU0001 resampled (the agent's stream before any band-pass) and its R peaks."""
     rec = read_record(_needs(LUDB / "LU0001.hea"))
-    x = preprocess(rec.signal, rec.fs)
+    pre = Preprocessor(rec.fs)
+    raw = pre.resampler.push(rec.signal)
     det = BeatDetector()
+    x = pre.bandpass.push(raw).astype(np.float32)
     r = [b.sample for b in det.push(x) + det.flush()]
-    return x, r
+    return raw, r
+
+
+@pytest.fixture(scope="module")
+def lu0001(lu0001_raw):
+    """LU0001 as the delineator sees it (the measurement band) and its R peaks."""
+    raw, r = lu0001_raw
+    return measurement_filter().push(raw), r
 
 
 def _run(x: np.ndarray, r: list[int], chunks: list[int]) -> list:
@@ -253,12 +263,12 @@ class TestMeasureCli:
 
 
 class TestMeasurementsInTheAlert:
-    def test_measurer_fills_a_valid_alert(self, lu0001):
+    def test_measurer_fills_a_valid_alert(self, lu0001_raw):
         from bridge.schema import Alert, PayloadError, parse, sample_alert, validate
         from edge.measure import Measurer
         from edge.sources import LEADS
 
-        x, r = lu0001
+        x, r = lu0001_raw  # the Measurer band-passes it
         m = Measurer(LEADS)
         for k in range(0, x.shape[1], 500):  # chunks of 1 s, R peaks as they come
             m.push(x[:, k : k + 500], [p for p in r if k <= p < k + 500])
@@ -279,16 +289,20 @@ class TestMeasurementsInTheAlert:
             validate(dict(d, measurements={**got, "qrs_width": 1.0}))  # not a member
         assert m.recent(10.0)["n_beats"] >= 6
 
-    def test_beats_deferred_or_not_give_the_same_measurements(self, lu0001):
+    def test_beats_deferred_or_not_give_the_same_measurements(self, lu0001_raw):
         from edge.measure import GROUP, Measurer
         from edge.sources import LEADS
 
-        x, r = lu0001
-        d = Delineator()
-        direct = [beat_measurements(b, 500.0, LEADS) for b in d.push(x, r) + d.flush()]
+        x, r = lu0001_raw  # the Measurer band-passes the resampled stream chunk by chunk
         rng = np.random.default_rng(1)
+        sizes = rng.integers(20, 900, size=200)  # random chunks, soon now and then
+        cuts = np.cumsum(sizes)[np.cumsum(sizes) < x.shape[1]]
+        band = measurement_filter()  # the same chunks: the same band-passed samples
+        xm = np.concatenate([band.push(c) for c in np.split(x, cuts, axis=1)], axis=1)
+        d = Delineator()
+        direct = [beat_measurements(b, 500.0, LEADS) for b in d.push(xm, r) + d.flush()]
         m, k, waited = Measurer(LEADS), 0, 0
-        for size in rng.integers(20, 900, size=200):  # random chunks, soon now and then
+        for size in sizes:
             m.push(x[:, k : k + size], [p for p in r if k <= p < k + size], rng.random() < 0.1)
             waited = max(waited, m._delineator.n_ready)
             k += size
@@ -299,7 +313,7 @@ class TestMeasurementsInTheAlert:
         assert [b[1] for b in m._beats] == direct
         assert m.span(0, x.shape[1])["n_beats"] == len(direct) == len(r)
 
-    def test_listen_line_and_fhir_components(self, lu0001):
+    def test_listen_line_and_fhir_components(self, lu0001_raw):
         import dataclasses
 
         from bridge.forward import fhir_observations
@@ -308,7 +322,7 @@ class TestMeasurementsInTheAlert:
         from edge.measure import Measurer
         from edge.sources import LEADS
 
-        x, r = lu0001
+        x, r = lu0001_raw  # the Measurer band-passes it
         m = Measurer(LEADS)
         m.push(x, r)
         got = m.span(0, x.shape[1])
