@@ -94,7 +94,7 @@ class DelineateConfig:
     qrs_from_leads: bool = False  # global QRS: quantiles over the leads, not spatial velocity
     min_t_leads: int = 2
     global_q: float = 0.25  # P onsets: this quantile over the leads; P offsets: 1 - it
-    t_q: float = 0.4  # T offsets: the 1 - t_q quantile over the leads
+    t_q: float = 0.5  # T offsets: the 1 - t_q quantile over the leads (0.5: their median)
     t_ref_s: float = 0.060  # trapezium reach after the steepest point of the T
     p_ref_s: float = 0.060
     biphasic_s: float = 0.0  # a T's second lobe peaks within this of the first
@@ -107,7 +107,7 @@ class DelineateConfig:
             "qrs_on": -17.0,
             "qrs_off": 3.0,
             "t_peak": 0.0,
-            "t_off": 25.0,
+            "t_off": 29.0,
         }
     )
 
