@@ -5,9 +5,9 @@ Input: the 500 Hz stream in mV band-passed for measurement (:func:`measurement_f
 third-order band-pass) and the R peaks of the beat detector (``edge.beats``, stream
 sample indices). The classifier's band-pass distorts slow waves: after a T wave its
 0.5 Hz third-order high-pass swings the signal past the baseline, and the delineator
-took that swing for the T (or its end); measured on LUDB, the gentler band brings
-the SD of the PR and QT differences from 31 and 50 ms to 23 and 42 ms at the same
-QRS (``benchmarks/delineation.py``). A beat
+took that swing for the T (or its end); measured on LUDB's 200 records, the gentler
+band brings the SD of the PR and QT differences from 31 and 50 ms to 23 and 42 ms at
+the same QRS (``benchmarks/delineation.py``; 40 ms with the T end the leads' median). A beat
 at R is measured once the stream has reached ``R + lookahead_s`` (0.7 s: the
 latest a T wave ends at a rate of 40/min), from the window
 ``[R - lookback_s, R + lookahead_s)`` alone and the previous R peak, so any
