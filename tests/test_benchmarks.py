@@ -50,3 +50,36 @@ class TestQuickBenchmarks:
         if "classifier_ceiling_one_core" in t:
             assert t["classifier_ceiling_one_core"] > 0 and t["ratio_to_classifier_ceiling"] > 0
         assert "accuracy" in r and "machine" in r and r["machine"]["commit"]
+
+
+class TestLosoSummary:
+    def _run(self, root, name: str, auroc: float):
+        from benchmarks.loso_summary import FIGURES, SOURCES
+
+        run = root / name
+        for k, src in enumerate(SOURCES):
+            (run / "outputs" / src).mkdir(parents=True)
+            (run / "outputs" / src / f"{name}-{src}.csv").write_text("#x\n")
+            figs = {f: 0.5 for f in FIGURES} | {"auroc": auroc + 0.01 * k}
+            (run / f"{src}.json").write_text(json.dumps({"int8": figs}))
+        return run
+
+    def test_seeds_are_summarised_and_merged_later(self, tmp_path):
+        """Per seed the mean over the sources; over the seeds their mean and spread; a
+        later session's seeds merged with the recorded one, whose outputs stay."""
+        from benchmarks.loso_summary import main
+
+        out = tmp_path / "loso"
+        s0 = self._run(tmp_path, "s0", 0.80)
+        assert main([str(s0), "--out", str(out)]) == 0
+        assert (out / "cpsc" / "s0-cpsc.csv").is_file()
+        s1, s2 = self._run(tmp_path, "s1", 0.70), self._run(tmp_path, "s2", 0.90)
+        assert main(["--merge", str(s1), str(s2), "--out", str(out)]) == 0
+        r = json.loads((out / "results.json").read_text())
+        assert r["runs"] == ["s0", "s1", "s2"]
+        by_run = r["mean_over_sources_by_run"]["auroc"]
+        assert by_run == pytest.approx({"s0": 0.82, "s1": 0.72, "s2": 0.92})
+        assert r["mean_over_sources_over_seeds"]["auroc"]["mean"] == pytest.approx(0.82)
+        assert r["mean_over_sources_over_seeds"]["auroc"]["sd"] == pytest.approx(0.1)
+        assert (out / "cpsc" / "s0-cpsc.csv").is_file()  # the recorded outputs are kept
+        assert not (out / "cpsc" / "s1-cpsc.csv").exists()
