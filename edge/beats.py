@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from edge._filters import BlockIIR, butter_bandpass_sections
+from edge._robust import median_last, percentile_last
 from edge.dsp import DspConfig, Preprocessor, ratio
 from edge.errors import RecordError, check_int, check_positive, invalid
 from edge.records import read_signals
@@ -213,7 +214,7 @@ class BeatDetector:
         beats = [s for s in self._beats if s >= start][-(c.hr_beats + 1) :]
         if len(beats) < 2:
             return HeartRate(None, 0)
-        rr = float(np.median(np.diff(beats)))
+        rr = float(median_last(np.diff(beats)))
         if now - beats[-1] > max(2 * rr, 1.5 * self.fs):
             return HeartRate(None, len(beats) - 1)
         return HeartRate(round(60.0 * self.fs / rr, 1), len(beats) - 1)
@@ -247,7 +248,7 @@ class BeatDetector:
         self._m = np.concatenate([self._m, m])
         self._c = np.concatenate([self._c, c])
         self._n_done += n
-        self._noise_q.append(float(np.percentile(m, 20)))
+        self._noise_q.append(float(percentile_last(m, 20)))
         if self._learning:
             self._learn_max = max(self._learn_max, float(m.max()))
             self._learn_m.append(m)
@@ -300,7 +301,7 @@ class BeatDetector:
         return out
 
     def _noise_floor(self) -> float:
-        level = float(np.median(self._noise_q)) if self._noise_q else 0.0
+        level = float(median_last(np.asarray(self._noise_q))) if self._noise_q else 0.0
         return max(self.config.noise_factor * level, self._floor)
 
     def _thresholds(self) -> tuple[float, float]:

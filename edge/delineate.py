@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge._robust import median_last
 from edge.dsp import BandPass
 from edge.errors import check_int, check_positive, invalid
 
@@ -185,21 +186,6 @@ def _slope(x: np.ndarray) -> np.ndarray:
     g[..., 0] = x[..., 1] - x[..., 0]
     g[..., -1] = x[..., -1] - x[..., -2]
     return g
-
-
-def _median(v: np.ndarray) -> np.ndarray:
-    """``np.median(v, axis=-1)`` by one partition: the same floats (NaN rows give NaN)."""
-    m = v.shape[-1]
-    k = m // 2
-    if m % 2:
-        out = np.partition(v, k, axis=-1)[..., k]
-    else:
-        p = np.partition(v, (k - 1, k), axis=-1)
-        out = (p[..., k - 1] + p[..., k]) / 2.0
-    nan = np.isnan(v).any(axis=-1)
-    if nan.any():
-        out = np.where(nan, np.nan, out)
-    return out
 
 
 def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -408,7 +394,7 @@ class Delineator:
         d = np.abs(_slope(xs)) * fs  # mV/s
         xl = _box(w, s(0.040))
         dxl = _slope(xl)
-        noise = 1.4826 * _median(np.abs(xs - xl))  # robust: not the QRS
+        noise = 1.4826 * median_last(np.abs(xs - xl))  # robust: not the QRS
         # ---- global QRS from the spatial velocity of the usable leads
         v = np.sqrt((np.where(ok[:, :, None], d, 0.0) ** 2).sum(axis=1))
         q_on, q_off, found = self._qrs(v, rc, c.qrs_edge, _p10(v))

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edge._reuse import ContentCache
+from edge._robust import median_last, percentile_last
 from edge.dsp import window_starts
 from edge.errors import check_int, check_positive, invalid
 from edge.framer import Frame
@@ -112,15 +113,6 @@ _WANDER_STEP = 4  # a 1-s median of the baseline from every 4th sample (125 of 5
 _PROBLEMS = ("lead off", "flat line", "clipping", "excessive noise", "baseline wander")
 
 
-def _median_last(v: np.ndarray) -> np.ndarray:
-    """``np.median(v, axis=-1)`` as float64, the same numbers at a fifth of the cost on
-    an odd length (the middle element: one ``np.partition``, no mean to take)."""
-    m = v.shape[-1]
-    if m % 2 == 0 or np.isnan(v).any():  # (np.median's NaN is kept)
-        return np.median(v.astype(np.float64), axis=-1)
-    return np.partition(v, m // 2, axis=-1)[..., m // 2].astype(np.float64)
-
-
 def _noise_ratio(raw: np.ndarray, x: np.ndarray, floor_mv: float) -> np.ndarray:
     """(n_leads,) robust std of the raw sample-to-sample difference / robust range of ``x``.
 
@@ -130,8 +122,9 @@ def _noise_ratio(raw: np.ndarray, x: np.ndarray, floor_mv: float) -> np.ndarray:
     """
     step = max(1, raw.shape[1] // _ROBUST_STEP_SAMPLES)
     d = raw[:, 1::step].astype(np.float64) - raw[:, :-1:step].astype(np.float64)
-    mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) * 1.4826
-    p1, p99 = np.percentile(x[:, ::step].astype(np.float64), [1, 99], axis=1)
+    mad = median_last(np.abs(d - median_last(d)[:, None])) * 1.4826
+    xs = x[:, ::step]
+    p1, p99 = percentile_last(xs, 1), percentile_last(xs, 99)
     return mad / np.maximum(p99 - p1, floor_mv)
 
 
@@ -172,7 +165,7 @@ class QualityChecker:
         rw = raw[:, : n_win * win].reshape(N_LEADS, n_win, -1) if n >= win else raw[:, None, :]
         w_ptp = rw.max(axis=2).astype(np.float64) - rw.min(axis=2).astype(np.float64)
         flat_fraction = (w_ptp < c.flat_ptp_mv).mean(axis=1)
-        wander = np.ptp(_median_last(rw[:, :, ::_WANDER_STEP]), axis=1)
+        wander = np.ptp(median_last(rw[:, :, ::_WANDER_STEP]), axis=1)
         hi = raw.max(axis=1, keepdims=True).astype(np.float64)
         lo = raw.min(axis=1, keepdims=True).astype(np.float64)
         at_rail = (raw >= hi - c.clip_tol_mv) | (raw <= lo + c.clip_tol_mv)

@@ -61,11 +61,11 @@ def _key(beats: list) -> list:
 
 
 class TestFastHelpers:
-    """The delineator's own moving average, slope and median give numpy's floats, bit for bit."""
+    """The delineator's own moving average and slope give numpy's floats, bit for bit."""
 
     @pytest.mark.parametrize("n", [599, 600, 2, 3])
-    def test_box_slope_and_median_equal_the_straightforward_ones(self, n):
-        from edge.delineate import _box, _median, _slope
+    def test_box_and_slope_equal_the_straightforward_ones(self, n):
+        from edge.delineate import _box, _slope
 
         rng = np.random.default_rng(n)
         x = rng.standard_normal((3, 12, n)) * 1e-3 + rng.standard_normal((3, 12, 1))
@@ -79,8 +79,6 @@ class TestFastHelpers:
             want = (c[..., w:] - c[..., :-w]) / w
             np.testing.assert_array_equal(_box(x, w), want)
         np.testing.assert_array_equal(_slope(x), np.gradient(x, axis=-1))
-        np.testing.assert_array_equal(_median(np.abs(x)), np.median(np.abs(x), axis=-1))
-        assert np.isnan(_median(x)[1, 4]) and not np.isnan(_median(x)[1, 3])
 
 
 class TestDelineator:

@@ -164,18 +164,3 @@ class TestSynthetic:
             QualityChecker().check(f, raw=np.zeros((12, 10), np.float32))
         with pytest.raises(ConfigError, match="lead_off"):
             QualityChecker().check(f, lead_off=np.zeros(3, bool))
-
-
-class TestMedian:
-    @pytest.mark.parametrize("m", [1, 2, 125, 126])
-    def test_the_fast_median_is_numpys(self, m):
-        from edge.quality import _median_last
-
-        rng = np.random.default_rng(m)
-        v = rng.standard_normal((12, 30, m)).astype(np.float32)
-        v[0, 0, :] = 1.5  # ties
-        v[1, 1, 0] = np.nan  # a NaN stays a NaN, as np.median has it
-        got = _median_last(v)
-        want = np.median(v.astype(np.float64), axis=-1)
-        assert got.dtype == np.float64
-        np.testing.assert_array_equal(got, want)
