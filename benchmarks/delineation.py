@@ -120,13 +120,13 @@ def streams(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
 
 def ours(raw500: np.ndarray, r: list[int], config: DelineateConfig | None = None) -> list[dict]:
     """The delineator as the agent runs it: the resampled stream band-passed for
-    measurement, chunk by chunk (edge.measure.Measurer)."""
-    band = measurement_filter(500.0, raw500.shape[0])
+    measurement (whole blocks from the start, as edge.measure.Measurer: the same floats
+    as one call), then chunk by chunk."""
+    x = measurement_filter(500.0, raw500.shape[0]).push(raw500)
     d = Delineator(n_leads=raw500.shape[0], config=config)
     out = []
-    for k in range(0, raw500.shape[1], 250):  # as the agent: chunks of 0.5 s
-        x = band.push(raw500[:, k : k + 250])
-        out += d.push(x, [p for p in r if k <= p < k + 250])
+    for k in range(0, x.shape[1], 250):  # as the agent: chunks of 0.5 s
+        out += d.push(x[:, k : k + 250], [p for p in r if k <= p < k + 250])
     out += d.flush()
     return [{"r": b.r, **b.glob.to_json()} for b in out]
 

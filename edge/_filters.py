@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_BLOCK = 256
+BLOCK = 256  # samples per block: outputs depend on where the blocks start, so a caller that
+# feeds whole blocks from a fixed origin gets the same floats for any chunking (edge.measure)
 
 
 def firwin_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
@@ -90,7 +91,7 @@ def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
 class BlockIIR:
     """A linear filter in state space, run in blocks; state per channel kept between calls."""
 
-    def __init__(self, sos: np.ndarray, block: int = _BLOCK) -> None:
+    def __init__(self, sos: np.ndarray, block: int = BLOCK) -> None:
         self.sos = np.asarray(sos, dtype=np.float64)
         A, B, C, D = _state_space(self.sos)
         n = len(A)

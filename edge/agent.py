@@ -301,7 +301,7 @@ class Agent:
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
         if self.measurer is not None:  # after the frame: its alert waits for no delineation
-            self.measurer.push(raw, self.monitor.beats_since(n_beats), soon)
+            self.measurer.push(raw, self.monitor.beats_since(n_beats), soon, chunk.end_of_record)
         if chunk.end_of_record:
             self.end_segment(chunk)
         self._tick()

@@ -74,6 +74,7 @@ from edge.errors import check_int, check_positive, invalid
 BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
 BAND_HZ = (0.25, 45.0)  # the measurement band (module docstring)
 BAND_ORDER = 2
+BAND_BLOCK = 64  # its block IIR's block: fed many blocks at once (edge.measure), the cheapest
 _BATCH = 32  # beats measured at once, at most
 
 
@@ -155,7 +156,7 @@ class BeatWaves:
 
 def measurement_filter(fs: float = 500.0, n_leads: int = 12) -> BandPass:
     """The causal band-pass that makes the delineator's input from the resampled stream."""
-    return BandPass(fs, BAND_HZ, BAND_ORDER, n_leads)
+    return BandPass(fs, BAND_HZ, BAND_ORDER, n_leads, BAND_BLOCK)
 
 
 def _box(x: np.ndarray, w: int) -> np.ndarray:

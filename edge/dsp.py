@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edge._filters import BlockIIR, butter_bandpass_sections, firwin_lowpass
+from edge._filters import BLOCK, BlockIIR, butter_bandpass_sections, firwin_lowpass
 from edge.errors import check_int, check_positive, invalid
 
 FS = 500.0  # the rate every model sees
@@ -307,9 +307,11 @@ def _decimation_super(
 
 
 @lru_cache(maxsize=8)
-def _bandpass_filter(order: int, band_hz: tuple[float, float], fs: float) -> BlockIIR:
+def _bandpass_filter(
+    order: int, band_hz: tuple[float, float], fs: float, block: int = BLOCK
+) -> BlockIIR:
     """Designed once per parameters (a replay of many records reuses it); read-only."""
-    return BlockIIR(butter_bandpass_sections(order, band_hz, fs))
+    return BlockIIR(butter_bandpass_sections(order, band_hz, fs), block)
 
 
 class BandPass:
@@ -321,9 +323,10 @@ class BandPass:
         band_hz: tuple[float, float] = (0.5, 45.0),
         order: int = 3,
         n_leads: int = N_LEADS,
+        block: int = BLOCK,
     ) -> None:
         self.n_leads = n_leads
-        self._filter = _bandpass_filter(order, tuple(band_hz), float(fs))
+        self._filter = _bandpass_filter(order, tuple(band_hz), float(fs), block)
         self.sos = self._filter.sos  # (order, 6), as scipy's butter
         self.reset()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.delineate import BOUNDARIES, BeatWaves, Delineator, measurement_filter
+from edge.delineate import BAND_BLOCK, BOUNDARIES, BeatWaves, Delineator, measurement_filter
 from edge.dsp import Preprocessor
 from edge.errors import RecordError
 from edge.records import read_signals
@@ -137,6 +137,7 @@ def median_measurements(beats: list[dict]) -> dict:
     return out
 
 
+FEED = 4 * BAND_BLOCK  # band-pass once this many samples wait (0.5 s), whole blocks only
 GROUP = 24  # beats delineated together by Measurer.push (and every ready one before a frame ends)
 METHOD = "median over the beats; global onsets and offsets over the leads used (edge.delineate)"
 
@@ -162,10 +163,17 @@ class Measurer:
         self._delineator = Delineator(fs, len(self.leads))
         self._keep = int(keep_s * fs)
         self._beats: list[tuple[int, dict, tuple[int, ...]]] = []
+        self._clear_pending()
+
+    def _clear_pending(self) -> None:
+        self._pending: list[np.ndarray] = []  # resampled samples not yet band-passed
+        self._pending_n = 0
+        self._pending_r: list[int] = []  # R peaks (segment samples) not yet given
 
     def restart(self, start: int) -> None:
         """A new stream segment from stream sample ``start`` (the filters restarted)."""
-        self._catch_up()  # the beats of the segment that ended, on its own stream samples
+        self._feed(whole=False)  # the segment's last samples, then its beats ready there
+        self._catch_up()  # (on the segment's own stream samples)
         self.start = int(start)
         while self._beats and self._beats[-1][0] >= self.start:  # kept in R order
             self._beats.pop()
@@ -174,26 +182,57 @@ class Measurer:
 
     @property
     def delay_s(self) -> float:
-        return self._delineator.delay_s
+        """A beat is measured at most this long after its R peak (look-ahead and one block)."""
+        return self._delineator.delay_s + FEED / self.fs
 
     def reset(self) -> None:
         self._band.reset()
         self._delineator.reset()
         self._beats = []
+        self._clear_pending()
 
-    def push(self, x: np.ndarray, r_peaks=(), soon: bool = False) -> int:
-        """Feed a chunk and its new R peaks (stream samples); return the beats measured.
+    def push(self, x: np.ndarray, r_peaks=(), soon: bool = False, last: bool = False) -> int:
+        """Feed a chunk of the resampled stream and its new R peaks (stream samples);
+        return the beats measured.
 
+        The measurement band-pass runs on whole blocks of ``BAND_BLOCK`` samples
+        counted from the segment's start, once ``FEED`` samples wait: its output
+        does not depend on the chunking, and one call filters several chunks.
         Beats are delineated ``GROUP`` at a time (or when their measurements are
-        asked for: :meth:`span`, :meth:`recent`): the same waves, half the cost per
-        beat. ``soon``: measurements will be asked for shortly (a frame is about to
-        end): every ready beat is delineated now, so the frame's alert waits for none.
+        asked for: :meth:`span`, :meth:`recent`): the same waves, half the cost
+        per beat. ``soon``:
+        measurements will be asked for shortly (a frame is about to end): every
+        ready beat is delineated now, so the frame's alert waits for none. ``last``:
+        the segment ends with this chunk (a replayed record's end): its last samples
+        are filtered too, for the frame flushed there.
         """
+        self._pending.append(x)
+        self._pending_n += x.shape[1]
+        self._pending_r += [r - self.start for r in r_peaks]
+        done = self._feed(whole=not last)
         d = self._delineator
-        done = d.push(self._band.push(x), [r - self.start for r in r_peaks], defer=True)
         if d.n_ready >= (1 if soon else GROUP):
             done += d.collect()
         return self._keep_beats(done)
+
+    def finish(self) -> int:
+        """End of the stream: the pending samples filtered and every beat left measured."""
+        done = self._feed(whole=False) + self._delineator.flush()
+        return self._keep_beats(done)
+
+    def _feed(self, whole: bool) -> list[BeatWaves]:
+        """Band-pass the pending samples (only whole blocks when ``whole``) into the delineator."""
+        if whole and self._pending_n < FEED:
+            return []
+        n = self._pending_n // BAND_BLOCK * BAND_BLOCK if whole else self._pending_n
+        if n == 0:
+            return []
+        buf = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending, 1)
+        rest = buf[:, n:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._pending_n -= n
+        r, self._pending_r = self._pending_r, []
+        return self._delineator.push(self._band.push(buf[:, :n]), r, defer=True)
 
     def _catch_up(self) -> None:
         self._keep_beats(self._delineator.collect())
