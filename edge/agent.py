@@ -169,6 +169,7 @@ class Agent:
         self.summary = AgentSummary()
         self._chunks_seen = 0  # chunks processed: what _measurements keeps is for one
         self._measured_for: tuple[Any, dict[str, Any] | None] = (None, None)
+        self._soon_for: int | None = None  # the frame end the measurer was told of
         self._pre: Preprocessor | None = None
         self._framer = Framer(self.hop, self.config.frame_samples)
         self._raw_framer = Framer(self.hop, self.config.frame_samples)
@@ -294,9 +295,12 @@ class Agent:
         for ev in self.monitor.silent(0.0) + self.monitor.push(filtered, chunk.lead_off):
             self._alarm_event(ev, chunk.received_at, chunk.record)
         # a frame ends within 1 s, or the record does (a replay knows; its last, partial
-        # frame is flushed then): the beats ready are delineated at once, not deferred
+        # frame is flushed then): the beats ready are delineated now, once per frame, in
+        # one batch; the frame's measurements are those of the beats measured by then
         soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
         soon = soon or (chunk.samples_left is not None and chunk.samples_left <= chunk.fs)
+        due = self._framer.next_sample + self._framer.until_frame  # the next frame's end
+        soon, self._soon_for = soon and due != self._soon_for, due if soon else self._soon_for
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
@@ -397,6 +401,7 @@ class Agent:
 
     def _new_segment(self, chunk: Chunk, gap: int) -> None:
         old_fs = self._fs
+        self._soon_for = None  # the framer's clock restarts
         start500 = round(chunk.start_sample * self.config.fs / chunk.fs)
         if self._pre is not None:
             meta = chunk.meta or {}
@@ -516,8 +521,8 @@ class Agent:
         if self.measurer is None:
             return None
         key = (self._chunks_seen, start, end)
-        if self._measured_for[0] != key:
-            self._measured_for = (key, self.measurer.span(start, end))
+        if self._measured_for[0] != key:  # what is measured: no delineation on an alert's path
+            self._measured_for = (key, self.measurer.span(start, end, catch_up=False))
         return self._measured_for[1]
 
     def _bpm_now(self) -> float | None:

@@ -200,18 +200,18 @@ class Measurer:
         does not depend on the chunking, and one call filters several chunks.
         Beats are delineated ``GROUP`` at a time (or when their measurements are
         asked for: :meth:`span`, :meth:`recent`): the same waves, half the cost
-        per beat. ``soon``:
-        measurements will be asked for shortly (a frame is about to end): every
-        ready beat is delineated now, so the frame's alert waits for none. ``last``:
-        the segment ends with this chunk (a replayed record's end): its last samples
-        are filtered too, for the frame flushed there.
+        per beat. ``soon``: measurements will be asked for shortly (a frame is
+        about to end; the agent says it once per frame): every whole block waiting
+        is filtered and every ready beat delineated now, in one batch, so the
+        frame's alert waits for none. ``last``: the segment ends with this chunk (a
+        replayed record's end): its last samples too, for the frame flushed there.
         """
         self._pending.append(x)
         self._pending_n += x.shape[1]
         self._pending_r += [r - self.start for r in r_peaks]
-        done = self._feed(whole=not last)
+        done = self._feed(whole=not last, eager=soon)
         d = self._delineator
-        if d.n_ready >= (1 if soon else GROUP):
+        if d.n_ready >= (1 if soon or last else GROUP):
             done += d.collect()
         return self._keep_beats(done)
 
@@ -220,9 +220,10 @@ class Measurer:
         done = self._feed(whole=False) + self._delineator.flush()
         return self._keep_beats(done)
 
-    def _feed(self, whole: bool) -> list[BeatWaves]:
-        """Band-pass the pending samples (only whole blocks when ``whole``) into the delineator."""
-        if whole and self._pending_n < FEED:
+    def _feed(self, whole: bool, eager: bool = False) -> list[BeatWaves]:
+        """Band-pass the pending samples (only whole blocks when ``whole``; once ``FEED``
+        wait, or any when ``eager``) into the delineator."""
+        if whole and not eager and self._pending_n < FEED:
             return []
         n = self._pending_n // BAND_BLOCK * BAND_BLOCK if whole else self._pending_n
         if n == 0:
@@ -248,9 +249,14 @@ class Measurer:
                 del self._beats[:k]
         return len(done)
 
-    def span(self, start: int, end: int) -> dict | None:
-        """``measurements`` of the beats with R in [start, end) (stream samples), or None."""
-        self._catch_up()
+    def span(self, start: int, end: int, catch_up: bool = True) -> dict | None:
+        """``measurements`` of the beats with R in [start, end) (stream samples), or None.
+
+        ``catch_up``: the beats ready are delineated first; without, only those measured
+        so far count (the agent: a frame's alert never waits for delineation).
+        """
+        if catch_up:
+            self._catch_up()
         lo = bisect.bisect_left(self._beats, start, key=lambda b: b[0])
         hi = bisect.bisect_left(self._beats, end, key=lambda b: b[0])
         beats = self._beats[lo:hi]

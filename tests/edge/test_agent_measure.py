@@ -66,27 +66,39 @@ class TestAgentMeasurements:
 
 
 class TestNothingLeftForTheFrame:
-    def test_a_records_last_frame_waits_for_no_delineation(self, always_positive, monkeypatch):
-        """Beats wait to be delineated many at a time, except in the second before a
-        frame ends, and before a replayed record's end (its flushed last frame): a
-        frame's measurements never make its alert wait for delineation."""
+    def test_a_frames_alert_waits_for_no_delineation(self, always_positive, monkeypatch):
+        """Beats wait to be delineated many at a time; once a frame is due within a second
+        (or a replayed record's end), the ready ones are delineated in one batch. The
+        frame's measurements are those of the beats measured by then: asking for them
+        delineates nothing, so a frame's alert never waits for delineation."""
+        from edge.delineate import Delineator
         from edge.measure import Measurer
 
         # CPSC records of 15-36 s: each ends in a partial, flushed frame
         heas = [LUDB.parent / "cpsc2018" / f"{n}.hea" for n in ("A0001", "A0005", "A0011", "A0012")]
         if not all(h.exists() for h in heas):
             pytest.skip("the Challenge records are not here")
-        waiting: list[int] = []
-        real = Measurer.span
+        batches: list[int] = []
+        in_span: list[int] = []
+        real_measure, real_span = Delineator._measure, Measurer.span
 
-        def span(self, start, end):  # type: ignore[no-untyped-def]
-            waiting.append(self._delineator.n_ready)
-            return real(self, start, end)
+        def measure(self, todo):  # type: ignore[no-untyped-def]
+            batches.append(len(todo))
+            return real_measure(self, todo)
 
+        def span(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            before = len(batches)
+            out = real_span(self, *args, **kwargs)
+            in_span.append(len(batches) - before)
+            return out
+
+        monkeypatch.setattr(Delineator, "_measure", measure)
         monkeypatch.setattr(Measurer, "span", span)
         events: list[dict] = []
         agent = Agent(always_positive, sink=events.append, precision="fp32")
         agent.run(ReplaySource(heas, speed=None))
         frames = [e for e in events if e["type"] == "frame"]
         assert len(frames) >= 4 and all(e["measurements"]["n_beats"] >= 8 for e in frames)
-        assert waiting and waiting == [0] * len(waiting)
+        assert in_span and in_span == [0] * len(in_span)  # nothing delineated for a frame
+        beats = sum(b for b in batches)
+        assert beats >= 60 and len(batches) <= beats / 3  # in batches, not beat by beat
