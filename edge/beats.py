@@ -271,7 +271,10 @@ class BeatDetector:
             # window [n - r, n + r] in pad coordinates is [n - s0, n - s0 + 2r]
             idx = np.arange(lo, hi) - s0
             seg = pad[idx[0] : idx[-1] + 2 * r + 1]
-            win = np.lib.stride_tricks.sliding_window_view(seg, 2 * r + 1)
+            st = seg.strides[0]  # sliding_window_view(seg, 2r + 1) without its per-call checks
+            win = np.lib.stride_tricks.as_strided(
+                seg, (len(seg) - 2 * r, 2 * r + 1), (st, st), writeable=False
+            )
             centre = win[:, r]
             left = win[:, :r].max(axis=1)
             right = win[:, r + 1 :].max(axis=1)
