@@ -304,10 +304,10 @@ def cost(n_records: int = 50, repeats: int = 3) -> dict:
     class _Off:  # the agent without delineation
         def __init__(self, *a, **k) -> None: ...
         def restart(self, *a) -> None: ...
-        def push(self, *a) -> int:
+        def push(self, *a, **k) -> int:
             return 0
 
-        def span(self, *a) -> None:
+        def span(self, *a, **k) -> None:
             return None
 
         def recent(self, *a) -> None:

@@ -33,13 +33,13 @@ class _NoMeasurer:
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         pass
 
-    def push(self, *args) -> int:  # type: ignore[no-untyped-def]
+    def push(self, *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
         return 0
 
     def restart(self, *args) -> None:  # type: ignore[no-untyped-def]
         pass
 
-    def span(self, *args) -> None:  # type: ignore[no-untyped-def]
+    def span(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         return None
 
     def recent(self, *args) -> None:  # type: ignore[no-untyped-def]
