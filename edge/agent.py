@@ -326,7 +326,8 @@ class Agent:
             "alarms": s.alarms,
             "heart_rate": self.heart_rate(),
             "standing_alarms": [] if self.monitor is None else self.monitor.standing(),
-            "measurements": None if self.measurer is None else self.measurer.recent(10.0),
+            # what is measured so far: the counters (every second) never delineate
+            "measurements": None if self.measurer is None else self.measurer.recent(10.0, False),
         }
         stats = getattr(self._source, "stats", None)
         if stats is not None and dataclasses.is_dataclass(stats):

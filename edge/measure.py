@@ -273,13 +273,15 @@ class Measurer:
         m["method"] = METHOD
         return m
 
-    def recent(self, seconds: float = 10.0) -> dict | None:
-        """``measurements`` of the beats of the last ``seconds`` measured."""
-        self._catch_up()
+    def recent(self, seconds: float = 10.0, catch_up: bool = True) -> dict | None:
+        """``measurements`` of the beats of the last ``seconds`` measured (``catch_up``:
+        as :meth:`span`)."""
+        if catch_up:
+            self._catch_up()
         if not self._beats:
             return None
         last = self._beats[-1][0]
-        return self.span(last - int(seconds * self.fs) + 1, last + 1)
+        return self.span(last - int(seconds * self.fs) + 1, last + 1, catch_up=False)
 
 
 def delineate_record(signal: np.ndarray, fs: float) -> tuple[list[BeatWaves], float]:

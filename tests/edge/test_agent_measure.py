@@ -70,7 +70,8 @@ class TestNothingLeftForTheFrame:
         """Beats wait to be delineated many at a time; once a frame is due within a second
         (or a replayed record's end), the ready ones are delineated in one batch. The
         frame's measurements are those of the beats measured by then: asking for them
-        delineates nothing, so a frame's alert never waits for delineation."""
+        delineates nothing, so a frame's alert never waits for delineation (nor do the
+        counters the publisher is given every second)."""
         from edge.delineate import Delineator
         from edge.measure import Measurer
 
@@ -95,10 +96,19 @@ class TestNothingLeftForTheFrame:
         monkeypatch.setattr(Delineator, "_measure", measure)
         monkeypatch.setattr(Measurer, "span", span)
         events: list[dict] = []
-        agent = Agent(always_positive, sink=events.append, precision="fp32")
+        in_counters: list[int] = []
+
+        def sink(ev: dict) -> None:  # the counters (every second to the publisher), mid-stream
+            events.append(ev)
+            before = len(batches)
+            agent.counters()
+            in_counters.append(len(batches) - before)
+
+        agent = Agent(always_positive, sink=sink, precision="fp32")
         agent.run(ReplaySource(heas, speed=None))
         frames = [e for e in events if e["type"] == "frame"]
         assert len(frames) >= 4 and all(e["measurements"]["n_beats"] >= 8 for e in frames)
         assert in_span and in_span == [0] * len(in_span)  # nothing delineated for a frame
+        assert in_counters and in_counters == [0] * len(in_counters)  # nor for the counters
         beats = sum(b for b in batches)
         assert beats >= 60 and len(batches) <= beats / 3  # in batches, not beat by beat
