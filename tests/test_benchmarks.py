@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,3 +84,20 @@ class TestLosoSummary:
         assert r["mean_over_sources_over_seeds"]["auroc"]["sd"] == pytest.approx(0.1)
         assert (out / "cpsc" / "s0-cpsc.csv").is_file()  # the recorded outputs are kept
         assert not (out / "cpsc" / "s1-cpsc.csv").exists()
+
+
+class TestWindowPooling:
+    def test_max_pooled_scores_bound_the_averaged_features(self, samples_dir):
+        """The heads are linear: a frame's score of its windows' mean features is the mean
+        of their scores, so never above their maximum; one window a frame: the same."""
+        from benchmarks.window_pooling import record_scores
+        from edge.bundle import load_bundle
+        from edge.classify import Classifier
+        from edge.records import read_record
+
+        clf = Classifier(load_bundle(), "int8")
+        long_ = record_scores(clf, read_record(samples_dir / "cpsc2018-extra" / "Q0005.hea"))
+        short = record_scores(clf, read_record(samples_dir / "ludb" / "LU0001.hea"))
+        assert long_[2] == 3 and short[2] == 1
+        assert np.all(long_[1] >= long_[0] - 1e-9) and np.any(long_[1] > long_[0] + 1e-6)
+        np.testing.assert_allclose(short[1], short[0], rtol=0, atol=1e-9)
