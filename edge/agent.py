@@ -300,12 +300,14 @@ class Agent:
         soon = self._framer.until_frame - filtered.shape[1] <= self.config.fs
         soon = soon or (chunk.samples_left is not None and chunk.samples_left <= chunk.fs)
         due = self._framer.next_sample + self._framer.until_frame  # the next frame's end
-        soon, self._soon_for = soon and due != self._soon_for, due if soon else self._soon_for
+        tell = soon and due != self._soon_for  # once per frame
+        if soon:
+            self._soon_for = due
         frames = self._framer.push(filtered)
         raws = self._raw_framer.push(raw.astype(np.float32))
         self._frames(frames, raws, chunk)
         if self.measurer is not None:  # after the frame: its alert waits for no delineation
-            self.measurer.push(raw, self.monitor.beats_since(n_beats), soon, chunk.end_of_record)
+            self.measurer.push(raw, self.monitor.beats_since(n_beats), tell, chunk.end_of_record)
         if chunk.end_of_record:
             self.end_segment(chunk)
         self._tick()
@@ -327,7 +329,9 @@ class Agent:
             "heart_rate": self.heart_rate(),
             "standing_alarms": [] if self.monitor is None else self.monitor.standing(),
             # what is measured so far: the counters (every second) never delineate
-            "measurements": None if self.measurer is None else self.measurer.recent(10.0, False),
+            "measurements": (
+                None if self.measurer is None else self.measurer.recent(10.0, catch_up=False)
+            ),
         }
         stats = getattr(self._source, "stats", None)
         if stats is not None and dataclasses.is_dataclass(stats):
