@@ -150,7 +150,8 @@ class Measurer:
     R peaks the beat detector reported with it; :meth:`span` gives the ``measurements``
     object (ecg-edge/alert/2, frame events, the status heartbeat) of the beats
     whose R lies in [start, end): median over them, or None without a beat.
-    A beat is measured ``delay_s`` (0.7 s) after its R peak.
+    A beat is measured at most ``delay_s`` (0.7 s of look-ahead, 0.5 s of filtering in
+    blocks) after its R peak.
     """
 
     def __init__(
