@@ -303,14 +303,14 @@ def cost(n_records: int = 50, repeats: int = 3) -> dict:
 
     class _Off:  # the agent without delineation
         def __init__(self, *a, **k) -> None: ...
-        def restart(self, *a) -> None: ...
+        def restart(self, *a, **k) -> None: ...
         def push(self, *a, **k) -> int:
             return 0
 
         def span(self, *a, **k) -> None:
             return None
 
-        def recent(self, *a) -> None:
+        def recent(self, *a, **k) -> None:
             return None
 
     bundle = load_bundle()

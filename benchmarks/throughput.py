@@ -36,13 +36,13 @@ class _NoMeasurer:
     def push(self, *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
         return 0
 
-    def restart(self, *args) -> None:  # type: ignore[no-untyped-def]
+    def restart(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         pass
 
     def span(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    def recent(self, *args) -> None:  # type: ignore[no-untyped-def]
+    def recent(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         return None
 
 
