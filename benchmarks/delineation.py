@@ -282,6 +282,7 @@ def cost(n_records: int = 50, repeats: int = 3) -> dict:
     replay throughput (seconds of signal per CPU second) with and without it. A timing
     figure: run it on a quiet machine (not while a training runs)."""
     import edge.agent as agent_mod
+    from benchmarks.throughput import _NoMeasurer  # the agent without delineation
     from edge.agent import Agent
     from edge.bundle import load_bundle
     from edge.replay import ReplaySource
@@ -301,23 +302,11 @@ def cost(n_records: int = 50, repeats: int = 3) -> dict:
         best = min(best, time.process_time() - t)
     beats = sum(len(r) for _, r in data)
 
-    class _Off:  # the agent without delineation
-        def __init__(self, *a, **k) -> None: ...
-        def restart(self, *a, **k) -> None: ...
-        def push(self, *a, **k) -> int:
-            return 0
-
-        def span(self, *a, **k) -> None:
-            return None
-
-        def recent(self, *a, **k) -> None:
-            return None
-
     bundle = load_bundle()
     paths = [LUDB / f"{n}.hea" for n in names]
     rate = {}
     real = agent_mod.Measurer
-    for label, cls in (("without", _Off), ("with", real)):
+    for label, cls in (("without", _NoMeasurer), ("with", real)):
         agent_mod.Measurer = cls
         try:
             tbest = float("inf")
